@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pyebpf.conformance import load_data_file, program_bytes
 from pyebpf.engine import Vm
@@ -25,13 +26,35 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = HERE.parent.parent / "shared" / "bench"
 
 
-def _best_of(fn, repeat: int) -> float:
+def _best_of(fn: Any, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def measure(path: Path, repeat: int, baseline: Any = None) -> dict[str, Any]:
+    """Run one program ``repeat`` times (best time kept), and the baseline if given."""
+    case = load_data_file(path)
+    prog = program_bytes(case)
+    vm = Vm(prog)
+    results: list[int] = []
+    seconds = _best_of(lambda: results.append(vm.run(case.mem or None)), repeat)
+    insns = vm.insns_executed
+    row: dict[str, Any] = {
+        "program": path.stem,
+        "insns": insns,
+        "seconds": round(seconds, 4),
+        "minsns_per_s": round(insns / seconds / 1e6, 2),
+        "result_ok": results[-1] == case.result,
+    }
+    if baseline is not None:
+        base_s = _best_of(lambda: baseline.run(prog, case.mem), repeat)
+        row["baseline_minsns_per_s"] = round(insns / base_s / 1e6, 2)
+        row["speedup"] = round(base_s / seconds, 2)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,37 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no benchmark programs in {args.dir}", file=sys.stderr)
         return 1
+    naive_interp = None
     if args.baseline:
         sys.path.insert(0, str(HERE))
         import naive_interp
     for path in files:
-        case = load_data_file(path)
-        vm = Vm(program_bytes(case))
-        result: list[int] = []
-        seconds = _best_of(lambda: result.append(vm.run(case.mem or None)), args.repeat)
-        insns = vm.insns_executed
-        row = {
-            "program": path.stem,
-            "insns": insns,
-            "seconds": round(seconds, 4),
-            "minsns_per_s": round(insns / seconds / 1e6, 2),
-            "result_ok": result[-1] == case.result,
-        }
-        if args.baseline:
-            prog = program_bytes(case)
-            base_s = _best_of(lambda p=prog: naive_interp.run(p, case.mem), args.repeat)
-            row["baseline_minsns_per_s"] = round(insns / base_s / 1e6, 2)
-            row["speedup"] = round(base_s / seconds, 2)
+        row = measure(path, args.repeat, naive_interp if args.baseline else None)
         if args.json:
             print(json.dumps(row), flush=True)
-        else:
-            extra = ""
-            if args.baseline:
-                extra = (f"  baseline {row['baseline_minsns_per_s']:6.2f} M/s"
-                         f"  x{row['speedup']:.2f}")
-            print(f"{row['program']:<16} {insns:>10,} insns {seconds:8.3f} s "
-                  f"{row['minsns_per_s']:7.2f} M insns/s  "
-                  f"{'ok' if row['result_ok'] else 'WRONG RESULT'}{extra}", flush=True)
+            continue
+        extra = ""
+        if args.baseline:
+            extra = f"  baseline {row['baseline_minsns_per_s']:6.2f} M/s  x{row['speedup']:.2f}"
+        print(f"{row['program']:<16} {row['insns']:>10,} insns {row['seconds']:8.3f} s "
+              f"{row['minsns_per_s']:7.2f} M insns/s  "
+              f"{'ok' if row['result_ok'] else 'WRONG RESULT'}{extra}", flush=True)
     return 0
 
 

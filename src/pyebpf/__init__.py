@@ -1,19 +1,37 @@
-"""pyebpf: the Linux BPF subsystem re-made in pure Python."""
+"""pyebpf: the Linux BPF subsystem re-made in pure Python.
 
+    >>> from pyebpf import asm, disasm, Vm
+    >>> prog = asm("mov %r0, 1\\nadd %r0, %r1\\nexit")
+    >>> print(disasm(prog), end="")
+    0: (b7) r0 = 1
+    1: (0f) r0 += r1
+    2: (95) exit
+    >>> Vm(prog).run(r1=41)
+    42
+"""
+
+from .engine import Vm
 from .errors import ENOTSUPP, BpfError, BpfFault, BudgetExhausted, InvalidInsn, VerifierError
 from .isa import Insn, decode, encode
+from .isa.asm import AsmError, asm
+from .isa.disasm import disasm, format_insn
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ENOTSUPP",
+    "AsmError",
     "BpfError",
     "BpfFault",
     "BudgetExhausted",
     "Insn",
     "InvalidInsn",
     "VerifierError",
+    "Vm",
     "__version__",
+    "asm",
     "decode",
+    "disasm",
     "encode",
+    "format_insn",
 ]

@@ -29,6 +29,7 @@ the loop.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -51,7 +52,7 @@ from ..isa.opcodes import (
     Source,
 )
 from ..memory import AddressSpace, Region
-from .alu import M32, M64, bswap, sdiv, smod
+from .alu import M32, M64, bswap, sdiv, sext, smod
 
 __all__ = ["DEFAULT_BUDGET", "BPF_MAX_LOOPS", "Program", "Vm", "as_insns"]
 
@@ -112,6 +113,25 @@ _ALU32: dict[tuple[AluOp, int], str] = {
     (AluOp.MOV, 16): "regs[d] = (((B & 0xFFFF) ^ 0x8000) - 0x8000) & M32",
 }
 
+#: Immediate forms that can skip a run-time step: the shift count is masked at
+#: build time, and a division by a non-zero constant needs no zero test (a zero
+#: constant keeps the general statement above).
+_ALU64_K: dict[tuple[AluOp, int], str] = {
+    (AluOp.DIV, 0): "regs[d] //= k",
+    (AluOp.MOD, 0): "regs[d] %= k",
+    (AluOp.LSH, 0): "regs[d] = (regs[d] << k) & M64",
+    (AluOp.RSH, 0): "regs[d] >>= k",
+    (AluOp.ARSH, 0): "regs[d] = (((regs[d] ^ SIGN64) - SIGN64) >> k) & M64",
+}
+_ALU32_K: dict[tuple[AluOp, int], str] = {
+    (AluOp.DIV, 0): "regs[d] = (regs[d] & M32) // k",
+    (AluOp.MOD, 0): "regs[d] = (regs[d] & M32) % k",
+    (AluOp.LSH, 0): "regs[d] = (regs[d] << k) & M32",
+    (AluOp.RSH, 0): "regs[d] = (regs[d] & M32) >> k",
+    (AluOp.ARSH, 0): "regs[d] = ((((regs[d] & M32) ^ SIGN32) - SIGN32) >> k) & M32",
+}
+_SHIFTS = (AluOp.LSH, AluOp.RSH, AluOp.ARSH)
+
 #: Conditional jumps: op -> condition. ``A``/``B`` are the operands (masked to
 #: 32 bits for JMP32); ``AS``/``BS`` the same with the sign bit flipped, which
 #: turns a signed comparison into an unsigned one.
@@ -139,31 +159,40 @@ _LOAD_SX = {
 #: Stores: width -> statement writing ``v`` (already masked to the width).
 _STORE = {1: "buf[o] = v", 2: "P16(buf, o, v)", 4: "P32(buf, o, v)", 8: "P64(buf, o, v)"}
 
+# The fast path skips masking the address to 64 bits: a sum outside [0, 2**64)
+# has no page, so it takes the slow path, which masks and looks again (a
+# wrapped address is legal BPF) before it faults.
 _MEM_LOAD = """\
-a = (regs[s] + off) & M64
-e = rpages.get(a >> 12)
-if e is not None:
-    o = a - e[0]
-    if o + {n} <= e[1]:
-        buf = e[2]
-        regs[d] = {load}
-        return nxt
-raise fault(a, {n}, False)"""
+a = regs[s] + off
+try:
+    e = rpages[a >> 12]
+except KeyError:
+    regs[d] = {slow}
+    return nxt
+o = a - e[0]
+if o + {n} <= e[1]:
+    buf = e[2]
+    regs[d] = {load}
+    return nxt
+raise fault(a & M64, {n}, False)"""
 
 _MEM_STORE = """\
-a = (regs[d] + off) & M64
-e = wpages.get(a >> 12)
-if e is not None:
-    o = a - e[0]
-    if o + {n} <= e[1]:
-        buf = e[2]
-        v = {value}
-        {store}
-        return nxt
-raise fault(a, {n}, True)"""
+a = regs[d] + off
+v = {value}
+try:
+    e = wpages[a >> 12]
+except KeyError:
+    mem.store(a, {n}, v)
+    return nxt
+o = a - e[0]
+if o + {n} <= e[1]:
+    buf = e[2]
+    {store}
+    return nxt
+raise fault(a & M64, {n}, True)"""
 
 _FACTORY = """\
-def factory(regs, rpages, wpages, fault, d, s, off, k, ks, nxt, tgt):
+def factory(regs, mem, rpages, wpages, fault, d, s, off, k, ks, nxt, tgt):
     def handler():
 {body}
     return handler
@@ -175,6 +204,7 @@ _NAMESPACE: dict[str, Any] = {
     "SIGN64": 1 << 63,
     "SIGN32": 1 << 31,
     "sdiv": sdiv,
+    "sext": sext,
     "smod": smod,
     "U16": struct.Struct("<H").unpack_from,
     "U32": struct.Struct("<I").unpack_from,
@@ -189,25 +219,37 @@ _NAMESPACE: dict[str, Any] = {
 _factories: dict[str, Callable[..., Handler]] = {}
 
 
+#: Names spelled out as literals in handler source: a constant load is cheaper
+#: than a global one on the hot path.
+_LITERALS = {"M64": hex(M64), "M32": hex(M32), "SIGN64": hex(1 << 63), "SIGN32": hex(1 << 31)}
+_LITERAL_RE = re.compile(r"\b(" + "|".join(_LITERALS) + r")\b")
+
+
 def _factory(body: str) -> Callable[..., Handler]:
     """The closure factory for a handler body, compiled once per distinct body."""
     fn = _factories.get(body)
     if fn is None:
-        src = _FACTORY.format(body="\n".join("        " + line for line in body.splitlines()))
+        text = _LITERAL_RE.sub(lambda m: _LITERALS[m.group(1)], body)
+        src = _FACTORY.format(body="\n".join("        " + line for line in text.splitlines()))
         ns = dict(_NAMESPACE)
         exec(compile(src, f"<pyebpf handler: {body.splitlines()[0]}>", "exec"), ns)
         fn = _factories[body] = ns["factory"]
     return fn
 
 
-def _alu_body(spec: OpSpec, insn: Insn) -> str:
+def _alu_body(spec: OpSpec, insn: Insn, k: int) -> tuple[str, int]:
+    """The statement for an ALU slot, and the constant ``k`` it expects bound."""
     assert isinstance(spec.op, AluOp)
-    table = _ALU64 if spec.cls is Class.ALU64 else _ALU32
+    is64 = spec.cls is Class.ALU64
     off = insn.off if spec.op in (AluOp.DIV, AluOp.MOD, AluOp.MOV) else 0
-    if spec.src is Source.K:
-        off = 0 if spec.op is AluOp.MOV else off  # movsx exists only with a register source
-    stmt = table[(spec.op, off)]
-    return stmt.replace("B", "regs[s]" if spec.src is Source.X else "k") + "\nreturn nxt"
+    if spec.src is Source.X:
+        return (_ALU64 if is64 else _ALU32)[(spec.op, off)].replace("B", "regs[s]"), k
+    if spec.op is AluOp.MOV:
+        off = 0  # movsx exists only with a register source
+    special = (_ALU64_K if is64 else _ALU32_K).get((spec.op, off))
+    if special is not None and (spec.op in _SHIFTS or k):
+        return special, k & (63 if is64 else 31) if spec.op in _SHIFTS else k
+    return (_ALU64 if is64 else _ALU32)[(spec.op, off)].replace("B", "k"), k
 
 
 def _jcc_body(spec: OpSpec) -> str:
@@ -418,16 +460,18 @@ class Vm:
     def _make(self, body: str, insn: Insn, *, k: int = 0, ks: int = 0, nxt: int = 0,
               tgt: int = 0) -> Handler:
         mem = self.memory
-        return _factory(body)(self.regs, mem.rpages, mem.wpages, mem.fault, insn.dst, insn.src,
-                              insn.off, k, ks, nxt, tgt)
+        return _factory(body)(self.regs, mem, mem.rpages, mem.wpages, mem.fault, insn.dst,
+                              insn.src, insn.off, k, ks, nxt, tgt)
 
 
 # -- one builder per Kind: the switch, run once per slot ------------------------
 
 
 def _build_alu(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> Handler:
-    k = insn.imm & (M64 if spec.cls is Class.ALU64 else M32)
-    return vm._make(_alu_body(spec, insn), insn, k=k, nxt=pc + 1)
+    if spec.op is AluOp.MOV and spec.src is Source.X and insn.off == 1:
+        return vm._fault_handler("addr_space_cast needs an arena map, which pyebpf lacks yet")
+    body, k = _alu_body(spec, insn, insn.imm & (M64 if spec.cls is Class.ALU64 else M32))
+    return vm._make(body + "\nreturn nxt", insn, k=k, nxt=pc + 1)
 
 
 def _build_neg(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> Handler:
@@ -491,9 +535,10 @@ def _build_jcond(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> 
 def _build_mem(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> Handler:
     width = spec.width
     if spec.kind is Kind.LDX:
-        body = _MEM_LOAD.format(n=width, load=_LOAD[width])
+        body = _MEM_LOAD.format(n=width, load=_LOAD[width], slow=f"mem.load(a, {width})")
     elif spec.kind is Kind.LDX_SX:
-        body = _MEM_LOAD.format(n=width, load=_LOAD_SX[width])
+        slow = f"sext(mem.load(a, {width}), {8 * width}) & M64"
+        body = _MEM_LOAD.format(n=width, load=_LOAD_SX[width], slow=slow)
     else:
         mask = (1 << (8 * width)) - 1
         value = "k" if spec.kind is Kind.ST else "regs[s]" if width == 8 else f"regs[s] & {mask:#x}"

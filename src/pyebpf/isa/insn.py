@@ -38,6 +38,7 @@ class Insn:
     @classmethod
     def unpack(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> Insn:
         """Decode the 8 bytes at ``offset`` (little-endian, as BPF is on x86-64)."""
+        buf = memoryview(buf).cast("B") if isinstance(buf, memoryview) else buf
         if offset < 0 or len(buf) - offset < INSN_SIZE:
             raise InvalidInsn(f"need {INSN_SIZE} bytes for an instruction at offset {offset}")
         code, regs, off, imm = _STRUCT.unpack_from(buf, offset)
@@ -72,10 +73,10 @@ def decode(data: bytes | bytearray | memoryview, *, strict: bool = True) -> list
     be given a meaning (see :func:`validate`); the verifier decodes with
     ``strict=False`` so that it can report such problems in the kernel's words.
     """
-    if len(data) % INSN_SIZE:
-        raise InvalidInsn(f"program length {len(data)} is not a multiple of {INSN_SIZE}")
     mv = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-    insns = [Insn(*_fields(*_STRUCT.unpack_from(mv, i))) for i in range(0, len(data), INSN_SIZE)]
+    if len(mv) % INSN_SIZE:
+        raise InvalidInsn(f"program length {len(mv)} is not a multiple of {INSN_SIZE}")
+    insns = [Insn(*_fields(*_STRUCT.unpack_from(mv, i))) for i in range(0, len(mv), INSN_SIZE)]
     if strict:
         validate(insns)
     return insns
@@ -90,7 +91,9 @@ def encode(insns: Iterable[Insn]) -> bytes:
     return b"".join(i.pack() for i in insns)
 
 
-_MOVSX_OFFS = {Class.ALU: (0, 8, 16), Class.ALU64: (0, 8, 16, 32)}
+#: Valid ``off`` of a register mov: 0 plain, 8/16/32 sign-extending (movsx), and
+#: for ALU64 1 = BPF_ADDR_SPACE_CAST (arena pointers).
+_MOVSX_OFFS = {Class.ALU: (0, 8, 16), Class.ALU64: (0, 1, 8, 16, 32)}
 
 
 def _check_fields(insn: Insn, spec: OpSpec) -> str | None:

@@ -18,6 +18,8 @@ __all__ = [
     "MAX_BPF_STACK",
     "MAX_CALL_FRAMES",
     "MAX_TAIL_CALL_CNT",
+    "ATOMIC_OPS_BY_SIZE",
+    "BPF_FETCH",
     "OPCODES",
     "AluOp",
     "AtomicOp",
@@ -186,6 +188,9 @@ class OpSpec:
     src: Source | None = None
     size: Size | None = None
     mode: Mode | None = None
+    #: False for pyebpf's extensions the kernel rejects as "unknown opcode"
+    #: (callx, 0x8d, which the conformance suite uses and PREVAIL accepts).
+    in_kernel: bool = True
 
     @property
     def is64(self) -> bool:
@@ -224,7 +229,7 @@ def _build_table() -> dict[int, OpSpec]:
             elif op is JmpOp.CALL:
                 if cls is Class.JMP:
                     add(OpSpec(cls | op | Source.K, Kind.CALL, cls, op, Source.K))
-                    add(OpSpec(cls | op | Source.X, Kind.CALLX, cls, op, Source.X))
+                    add(OpSpec(cls | op | Source.X, Kind.CALLX, cls, op, Source.X, in_kernel=False))
             elif op is JmpOp.EXIT:
                 if cls is Class.JMP:
                     add(OpSpec(cls | op, Kind.EXIT, cls, op, Source.K))
@@ -250,7 +255,7 @@ def _build_table() -> dict[int, OpSpec]:
     return table
 
 
-#: Every opcode byte the kernel accepts, keyed by the byte.
+#: Every opcode byte the ISA defines, keyed by the byte (see OpSpec.in_kernel).
 OPCODES: dict[int, OpSpec] = _build_table()
 
 #: Which atomic ``imm`` values are valid at each size.
