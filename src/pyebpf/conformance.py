@@ -228,5 +228,45 @@ def program_bytes(case: ConformanceCase) -> bytes:
     return encode(assemble(case.asm, first_line=case.asm_line, source=case.name))
 
 
-# The bpf_conformance plugin protocol (``main()``: read a program from the
-# command line or stdin, run it on the memory given, print r0) goes here.
+def _hex_bytes(text: str, what: str) -> bytes:
+    compact = "".join(text.split())
+    try:
+        return bytes.fromhex(compact)
+    except ValueError:
+        raise DataFileError(f"{what} is not hex bytes: {compact[:40]!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The bpf_conformance plugin protocol, as uBPF, rbpf and PREVAIL speak it.
+
+    The program arrives as hex bytes on stdin, the input memory as hex bytes in
+    the first argument (absent or empty: no memory). The program runs with r1 =
+    the memory's address and r2 = its length; r0 is printed in hex. Any error
+    prints a message on stderr and exits 1.
+    """
+    import argparse
+    import sys
+
+    from .engine import Vm
+    from .errors import BpfError, BpfFault
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pyebpf.conformance",
+        description="bpf_conformance plugin: program hex on stdin, memory hex as argument.",
+    )
+    parser.add_argument("memory", nargs="?", default="", help="input memory as hex bytes")
+    parser.add_argument("--budget", type=int, default=10_000_000, help="instruction budget")
+    args = parser.parse_args(argv)
+    try:
+        program = _hex_bytes(sys.stdin.read(), "the program")
+        memory = _hex_bytes(args.memory, "the memory")
+        r0 = Vm(program, budget=args.budget).run(memory)
+    except (BpfError, BpfFault, DataFileError) as exc:
+        print(f"pyebpf: {exc}", file=sys.stderr)
+        return 1
+    print(f"{r0:x}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
