@@ -1,0 +1,338 @@
+"""``union bpf_attr``, one record per command group, and its raw byte form.
+
+Python callers build records (``MapCreateAttr(map_type=MapType.HASH, ...)``);
+buffers a command reads from are ``bytes`` (a user buffer of that length) or
+:class:`UserPtr` (an address in the runtime's user memory, which is what
+decoding the kernel's raw ``union bpf_attr`` bytes produces). ``None`` is the
+NULL pointer.
+
+Each record carries its raw layout (:data:`LAYOUTS`): field name, offset and
+C type, in the kernel's order. The layout's end is the command's
+``*_LAST_FIELD``: the kernel's ``CHECK_ATTR`` rejects non-zero bytes past it
+with EINVAL, and ``bpf_check_uarg_tail_zero`` rejects a size over a page,
+or non-zero bytes beyond the union's size, with E2BIG.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import Any, ClassVar
+
+import attrs
+
+from .errors import BpfError
+from .uapi import Cmd
+
+__all__ = [
+    "ATTR_UNION_SIZE",
+    "LAYOUTS",
+    "Buffer",
+    "GetIdAttr",
+    "InfoByFdAttr",
+    "MapBatchAttr",
+    "MapCreateAttr",
+    "MapElemAttr",
+    "MapFdAttr",
+    "ObjPinAttr",
+    "UserPtr",
+    "attr_from_bytes",
+    "attr_to_bytes",
+]
+
+#: sizeof(union bpf_attr) on Linux 6.18 (x86-64).
+ATTR_UNION_SIZE = 160
+PAGE_SIZE = 4096
+
+
+@attrs.frozen
+class UserPtr:
+    """A pointer into the runtime's user memory (what raw attr bytes carry)."""
+
+    addr: int
+
+
+#: A buffer argument: bytes (the caller's buffer), a user pointer, or None (NULL).
+Buffer = bytes | bytearray | memoryview | UserPtr | None
+
+
+@attrs.frozen(kw_only=True)
+class MapCreateAttr:
+    """BPF_MAP_CREATE."""
+
+    map_type: int
+    key_size: int = 0
+    value_size: int = 0
+    max_entries: int = 0
+    map_flags: int = 0
+    inner_map_fd: int = 0
+    numa_node: int = 0
+    map_name: bytes | str = b""
+    map_ifindex: int = 0
+    btf_fd: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    btf_vmlinux_value_type_id: int = 0
+    map_extra: int = 0
+    value_type_btf_obj_fd: int = 0
+    map_token_fd: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.MAP_CREATE,)
+
+
+@attrs.frozen(kw_only=True)
+class MapElemAttr:
+    """BPF_MAP_{LOOKUP,UPDATE,DELETE}_ELEM, GET_NEXT_KEY, LOOKUP_AND_DELETE_ELEM.
+
+    ``value`` is the value to write (update) or, in raw form, where to write the
+    result; for GET_NEXT_KEY the kernel calls the same slot ``next_key``.
+    """
+
+    map_fd: int
+    key: Buffer = None
+    value: Buffer = None
+    flags: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (
+        Cmd.MAP_LOOKUP_ELEM,
+        Cmd.MAP_UPDATE_ELEM,
+        Cmd.MAP_DELETE_ELEM,
+        Cmd.MAP_GET_NEXT_KEY,
+        Cmd.MAP_LOOKUP_AND_DELETE_ELEM,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class MapFdAttr:
+    """BPF_MAP_FREEZE (only ``map_fd``)."""
+
+    map_fd: int
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.MAP_FREEZE,)
+
+
+@attrs.frozen(kw_only=True)
+class MapBatchAttr:
+    """The four BPF_MAP_*_BATCH commands.
+
+    ``keys``/``values`` are ``count`` keys/values laid end to end (values of
+    per-CPU maps as in a lookup: ``round_up(value_size, 8)`` per CPU).
+    ``in_batch`` is the opaque position a previous lookup batch returned (None
+    to start from the beginning).
+    """
+
+    map_fd: int
+    count: int = 0
+    in_batch: Buffer = None
+    out_batch: Buffer = None
+    keys: Buffer = None
+    values: Buffer = None
+    elem_flags: int = 0
+    flags: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (
+        Cmd.MAP_LOOKUP_BATCH,
+        Cmd.MAP_LOOKUP_AND_DELETE_BATCH,
+        Cmd.MAP_UPDATE_BATCH,
+        Cmd.MAP_DELETE_BATCH,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ObjPinAttr:
+    """BPF_OBJ_PIN / BPF_OBJ_GET: a path in the runtime's bpffs."""
+
+    pathname: str | bytes | UserPtr
+    bpf_fd: int = 0
+    file_flags: int = 0
+    path_fd: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.OBJ_PIN, Cmd.OBJ_GET)
+
+
+@attrs.frozen(kw_only=True)
+class GetIdAttr:
+    """*_GET_NEXT_ID (``start_id``) and *_GET_FD_BY_ID (the same slot is the id)."""
+
+    start_id: int = 0
+    next_id: int = 0
+    open_flags: int = 0
+    fd_by_id_token_fd: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (
+        Cmd.PROG_GET_NEXT_ID,
+        Cmd.MAP_GET_NEXT_ID,
+        Cmd.BTF_GET_NEXT_ID,
+        Cmd.LINK_GET_NEXT_ID,
+        Cmd.PROG_GET_FD_BY_ID,
+        Cmd.MAP_GET_FD_BY_ID,
+        Cmd.BTF_GET_FD_BY_ID,
+        Cmd.LINK_GET_FD_BY_ID,
+    )
+
+    @property
+    def id(self) -> int:
+        return self.start_id
+
+
+@attrs.frozen(kw_only=True)
+class InfoByFdAttr:
+    """BPF_OBJ_GET_INFO_BY_FD. ``info_len`` caps the bytes of info returned."""
+
+    bpf_fd: int
+    info_len: int = 0
+    info: Buffer = None
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.OBJ_GET_INFO_BY_FD,)
+
+
+# -- raw layouts ----------------------------------------------------------------
+# (field, offset, struct format, kind) in the kernel's order; kind "ptr" makes a
+# UserPtr (0 -> None), "name" a NUL-padded char array, "int" a number.
+_Layout = tuple[tuple[str, int, str, str], ...]
+
+LAYOUTS: dict[type, _Layout] = {
+    MapCreateAttr: (
+        ("map_type", 0, "I", "int"),
+        ("key_size", 4, "I", "int"),
+        ("value_size", 8, "I", "int"),
+        ("max_entries", 12, "I", "int"),
+        ("map_flags", 16, "I", "int"),
+        ("inner_map_fd", 20, "I", "int"),
+        ("numa_node", 24, "I", "int"),
+        ("map_name", 28, "16s", "name"),
+        ("map_ifindex", 44, "I", "int"),
+        ("btf_fd", 48, "I", "int"),
+        ("btf_key_type_id", 52, "I", "int"),
+        ("btf_value_type_id", 56, "I", "int"),
+        ("btf_vmlinux_value_type_id", 60, "I", "int"),
+        ("map_extra", 64, "Q", "int"),
+        ("value_type_btf_obj_fd", 72, "i", "int"),
+        ("map_token_fd", 76, "i", "int"),
+    ),
+    MapElemAttr: (
+        ("map_fd", 0, "I", "int"),
+        ("key", 8, "Q", "ptr"),
+        ("value", 16, "Q", "ptr"),
+        ("flags", 24, "Q", "int"),
+    ),
+    MapFdAttr: (("map_fd", 0, "I", "int"),),
+    MapBatchAttr: (
+        ("in_batch", 0, "Q", "ptr"),
+        ("out_batch", 8, "Q", "ptr"),
+        ("keys", 16, "Q", "ptr"),
+        ("values", 24, "Q", "ptr"),
+        ("count", 32, "I", "int"),
+        ("map_fd", 36, "I", "int"),
+        ("elem_flags", 40, "Q", "int"),
+        ("flags", 48, "Q", "int"),
+    ),
+    ObjPinAttr: (
+        ("pathname", 0, "Q", "ptr"),
+        ("bpf_fd", 8, "I", "int"),
+        ("file_flags", 12, "I", "int"),
+        ("path_fd", 16, "i", "int"),
+    ),
+    GetIdAttr: (
+        ("start_id", 0, "I", "int"),
+        ("next_id", 4, "I", "int"),
+        ("open_flags", 8, "I", "int"),
+        ("fd_by_id_token_fd", 12, "i", "int"),
+    ),
+    InfoByFdAttr: (
+        ("bpf_fd", 0, "I", "int"),
+        ("info_len", 4, "I", "int"),
+        ("info", 8, "Q", "ptr"),
+    ),
+}
+
+#: Per command: the record class, and the end of its last field (CHECK_ATTR).
+#: Commands whose last field is shorter than the record's layout list it here.
+_LAST_FIELD_END: dict[Cmd, int] = {
+    Cmd.MAP_FREEZE: 4,  # BPF_MAP_FREEZE_LAST_FIELD map_fd
+    Cmd.MAP_GET_NEXT_KEY: 24,  # ...LAST_FIELD next_key
+    Cmd.MAP_DELETE_ELEM: 16,  # ...LAST_FIELD key
+    Cmd.PROG_GET_NEXT_ID: 8,  # BPF_OBJ_GET_NEXT_ID_LAST_FIELD next_id
+    Cmd.MAP_GET_NEXT_ID: 8,
+    Cmd.BTF_GET_NEXT_ID: 8,
+    Cmd.LINK_GET_NEXT_ID: 8,
+    Cmd.PROG_GET_FD_BY_ID: 4,  # prog_id (checked against the 6.18 kernel)
+    Cmd.LINK_GET_FD_BY_ID: 4,  # link_id
+    Cmd.MAP_GET_FD_BY_ID: 12,  # open_flags
+    Cmd.BTF_GET_FD_BY_ID: 16,  # fd_by_id_token_fd
+}
+
+
+def record_class(cmd: Cmd) -> type:
+    """The attr record class that ``cmd`` takes."""
+    for cls in LAYOUTS:
+        if cmd in cls.CMDS:  # type: ignore[attr-defined]
+            return cls
+    raise BpfError(errno.EINVAL, f"no attr layout for command {cmd!r}")
+
+
+def last_field_end(cmd: Cmd) -> int:
+    """Offset just past the command's last field; bytes after it must be zero."""
+    if cmd in _LAST_FIELD_END:
+        return _LAST_FIELD_END[cmd]
+    layout = LAYOUTS[record_class(cmd)]
+    _, off, fmt, _ = layout[-1]
+    return off + struct.calcsize("<" + fmt)
+
+
+def check_uarg_tail_zero(data: bytes, expected_size: int = ATTR_UNION_SIZE) -> bytes:
+    """The kernel's ``bpf_check_uarg_tail_zero`` on a raw attr of ``len(data)`` bytes.
+
+    Returns the bytes the kernel would copy (at most the union's size).
+    """
+    if len(data) > PAGE_SIZE:
+        raise BpfError(errno.E2BIG, f"attr size {len(data)} is larger than a page")
+    if len(data) > expected_size and any(data[expected_size:]):
+        raise BpfError(errno.E2BIG, "non-zero bytes past the end of union bpf_attr")
+    return bytes(data[:expected_size]).ljust(expected_size, b"\0")
+
+
+def attr_from_bytes(cmd: int, data: bytes) -> Any:
+    """Decode raw ``union bpf_attr`` bytes (of the caller's size) for ``cmd``.
+
+    Applies the kernel's checks in its order: the tail check over the given
+    size (E2BIG), then CHECK_ATTR (EINVAL for non-zero bytes past the command's
+    last field).
+    """
+    try:
+        command = Cmd(cmd)
+    except ValueError:
+        raise BpfError(errno.EINVAL, f"unknown bpf command {cmd}") from None
+    buf = check_uarg_tail_zero(data)
+    cls = record_class(command)
+    end = last_field_end(command)
+    if any(buf[end:]):
+        raise BpfError(errno.EINVAL, f"non-zero bytes after the last field of {command.name} "
+                       f"(offset {end + next(i for i, b in enumerate(buf[end:]) if b)})")
+    fields: dict[str, Any] = {}
+    for name, off, fmt, kind in LAYOUTS[cls]:
+        if off >= end:
+            break
+        (value,) = struct.unpack_from("<" + fmt, buf, off)
+        if kind == "ptr":
+            value = UserPtr(value) if value else None
+        elif kind == "name":
+            value = bytes(value)
+        fields[name] = value
+    return cls(**fields)
+
+
+def attr_to_bytes(attr: Any, size: int = ATTR_UNION_SIZE) -> bytes:
+    """Encode a record whose buffers are UserPtr/None as raw attr bytes."""
+    out = bytearray(size)
+    for name, off, fmt, kind in LAYOUTS[type(attr)]:
+        value = getattr(attr, name)
+        if kind == "ptr":
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                raise BpfError(errno.EINVAL, f"{name}: raw attrs carry pointers, not bytes")
+            value = value.addr if isinstance(value, UserPtr) else 0
+        elif kind == "name":
+            value = value.encode() if isinstance(value, str) else bytes(value)
+        if off + struct.calcsize("<" + fmt) <= size:
+            struct.pack_into("<" + fmt, out, off, value)
+    return bytes(out)

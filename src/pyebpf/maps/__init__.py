@@ -1,0 +1,50 @@
+"""The map subsystem: one module per map family, registered by MapType.
+
+Each family subclasses :class:`~pyebpf.maps.base.BpfMap` (the kernel's
+``bpf_map_ops``) and registers itself for the types it implements with
+:func:`register_map`; MAP_CREATE looks the type up in :data:`MAP_TYPES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from ..uapi import MapType
+
+if TYPE_CHECKING:
+    from .base import BpfMap
+
+__all__ = ["MAP_TYPES", "map_class", "register_map"]
+
+#: MapType -> the class implementing it.
+MAP_TYPES: dict[MapType, type[BpfMap]] = {}
+
+_C = TypeVar("_C", bound="type[BpfMap]")
+
+
+def register_map(*types: MapType) -> Callable[[_C], _C]:
+    """Class decorator: implement ``types`` with the decorated class."""
+
+    def deco(cls: _C) -> _C:
+        for t in types:
+            MAP_TYPES[t] = cls
+        return cls
+
+    return deco
+
+
+_loaded = False
+
+
+def map_class(map_type: int) -> type[BpfMap] | None:
+    """The class for a map type number, or None if pyebpf has none."""
+    global _loaded
+    if not _loaded:
+        from . import array, hash  # noqa: F401  (modules register themselves)
+
+        _loaded = True
+    try:
+        return MAP_TYPES.get(MapType(map_type))
+    except ValueError:
+        return None

@@ -1,0 +1,149 @@
+"""Array maps: ARRAY and PERCPU_ARRAY (kernel/bpf/arraymap.c).
+
+All elements are allocated and zeroed at creation, laid end to end with
+``elem_size = round_up(value_size, 8)`` in one region (one per CPU for the
+per-CPU type), so a program's pointer to element ``i`` is
+``base + i * elem_size``, as in the kernel. Elements can't be deleted.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from ..errors import BpfError
+from ..memory import Region
+from ..uapi import BPF_F_LOCK, BPF_NOEXIST, MapFlags, MapType
+from . import register_map
+from .base import BpfMap, check_update_flags, map_flags_access_ok, round_up
+from .hash import PCPU_MIN_UNIT_SIZE
+
+if TYPE_CHECKING:
+    from ..attr import MapCreateAttr
+    from ..runtime import Runtime
+
+__all__ = ["ArrayMap", "PercpuArrayMap"]
+
+INT_MAX = 0x7FFF_FFFF
+ARRAY_CREATE_FLAG_MASK = (
+    MapFlags.NUMA_NODE
+    | MapFlags.MMAPABLE
+    | MapFlags.RDONLY
+    | MapFlags.WRONLY
+    | MapFlags.RDONLY_PROG
+    | MapFlags.WRONLY_PROG
+    | MapFlags.PRESERVE_ELEMS
+    | MapFlags.INNER_MAP
+)
+
+
+def _index(key: bytes) -> int:
+    return int.from_bytes(key, "little")
+
+
+@register_map(MapType.ARRAY)
+class ArrayMap(BpfMap):
+    percpu = False
+
+    @classmethod
+    def alloc_check(cls, attr: MapCreateAttr, runtime: Runtime) -> None:
+        flags = attr.map_flags
+        if (attr.max_entries == 0 or attr.key_size != 4 or attr.value_size == 0
+                or flags & ~ARRAY_CREATE_FLAG_MASK or not map_flags_access_ok(flags)
+                or (cls.percpu and flags & MapFlags.NUMA_NODE)):
+            raise BpfError(errno.EINVAL, "an array needs key_size 4, a non-zero value_size and "
+                           "max_entries, and only array flags")
+        if attr.map_type != MapType.ARRAY and flags & (MapFlags.MMAPABLE | MapFlags.INNER_MAP):
+            raise BpfError(errno.EINVAL, "BPF_F_MMAPABLE and BPF_F_INNER_MAP are for arrays only")
+        if attr.map_type != MapType.PERF_EVENT_ARRAY and flags & MapFlags.PRESERVE_ELEMS:
+            raise BpfError(errno.EINVAL, "BPF_F_PRESERVE_ELEMS is for perf event arrays only")
+        if attr.value_size > INT_MAX:
+            raise BpfError(errno.E2BIG, "value_size is too large")
+        if cls.percpu and round_up(attr.value_size, 8) > PCPU_MIN_UNIT_SIZE:
+            raise BpfError(errno.E2BIG, "per-CPU value_size is too large")
+
+    def __init__(self, runtime: Runtime, attr: MapCreateAttr) -> None:
+        super().__init__(runtime, attr)
+        self.elem_size = round_up(self.value_size, 8)
+        copies = runtime.nr_cpus if self.percpu else 1
+        self.charge(self.max_entries * self.elem_size * copies)
+        self.regions: list[Region] = [
+            runtime.memory.map(self.max_entries * self.elem_size, kind="map_value",
+                               name=self.name or f"array#{cpu}")
+            for cpu in range(copies)
+        ]
+
+    def _addr(self, index: int, cpu: int = 0) -> int:
+        return self.regions[cpu].base + index * self.elem_size
+
+    def lookup_elem(self, key: bytes) -> int | None:
+        index = _index(key)
+        if index >= self.max_entries:
+            return None
+        return self._addr(index, self.runtime.cpu if self.percpu else 0)
+
+    def _check_update(self, key: bytes, flags: int) -> int:
+        check_update_flags(flags)
+        index = _index(key)
+        if index >= self.max_entries:
+            raise BpfError(errno.E2BIG, f"index {index} is past max_entries {self.max_entries}")
+        if flags & BPF_NOEXIST:
+            raise BpfError(errno.EEXIST, "array elements always exist (BPF_NOEXIST)")
+        if flags & BPF_F_LOCK:
+            raise BpfError(errno.EINVAL, "BPF_F_LOCK needs a bpf_spin_lock in the value")
+        return index
+
+    def _write(self, index: int, cpu: int, value: bytes) -> None:
+        off = index * self.elem_size
+        self.regions[cpu].buf[off:off + self.value_size] = value
+
+    def update_elem(self, key: bytes, value: bytes, flags: int) -> None:
+        index = self._check_update(key, flags)
+        self._write(index, self.runtime.cpu if self.percpu else 0, value)
+
+    def delete_elem(self, key: bytes) -> None:
+        raise BpfError(errno.EINVAL, "array elements can't be deleted")
+
+    def get_next_key(self, key: bytes | None) -> bytes:
+        index = _index(key) if key is not None else self.max_entries
+        if index >= self.max_entries:
+            return (0).to_bytes(4, "little")
+        if index == self.max_entries - 1:
+            raise BpfError(errno.ENOENT, "no more keys")
+        return (index + 1).to_bytes(4, "little")
+
+    @property
+    def syscall_value_size(self) -> int:
+        return self.elem_size * self.runtime.nr_cpus if self.percpu else self.value_size
+
+    def syscall_lookup(self, key: bytes, flags: int) -> bytes:
+        index = _index(key)
+        if index >= self.max_entries:
+            raise BpfError(errno.ENOENT, f"index {index} is past max_entries {self.max_entries}")
+        off = index * self.elem_size
+        if not self.percpu:
+            return bytes(self.regions[0].buf[off:off + self.value_size])
+        return b"".join(bytes(r.buf[off:off + self.elem_size]) for r in self.regions)
+
+    def syscall_update(self, key: bytes, value: bytes, flags: int) -> None:
+        if not self.percpu:
+            self.update_elem(key, value, flags)
+            return
+        if flags & ~0 > 2:  # bpf_percpu_array_update: no BPF_F_LOCK for per-CPU arrays
+            raise BpfError(errno.EINVAL, f"invalid update flags {flags:#x}")
+        index = self._check_update(key, flags)
+        for cpu in range(self.runtime.nr_cpus):
+            self._write(index, cpu, value[cpu * self.elem_size:cpu * self.elem_size
+                                          + self.value_size])
+
+    def free(self) -> None:
+        for region in self.regions:
+            self.runtime.unmap_later(region)
+        super().free()
+
+    supports_batch = True
+
+
+@register_map(MapType.PERCPU_ARRAY)
+class PercpuArrayMap(ArrayMap):
+    percpu = True
