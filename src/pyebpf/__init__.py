@@ -10,16 +10,68 @@
     42
 """
 
+from .attr import (
+    GetIdAttr,
+    InfoByFdAttr,
+    MapBatchAttr,
+    MapCreateAttr,
+    MapElemAttr,
+    MapFdAttr,
+    ObjPinAttr,
+    UserPtr,
+)
 from .engine import Vm
 from .errors import ENOTSUPP, BpfError, BpfFault, BudgetExhausted, InvalidInsn, VerifierError
 from .isa import Insn, decode, encode
 from .isa.asm import AsmError, asm
 from .isa.disasm import disasm, format_insn
+from .objects import KeyNotFound, Map
+from .runtime import Runtime, default_runtime
+from .syscall import BatchResult, MapInfo, bpf
+from .uapi import (
+    BPF_ANY,
+    BPF_EXIST,
+    BPF_F_LOCK,
+    BPF_NOEXIST,
+    AttachType,
+    Cmd,
+    FuncId,
+    LinkType,
+    MapFlags,
+    MapType,
+    ProgType,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BPF_ANY",
+    "BPF_EXIST",
+    "BPF_F_LOCK",
+    "BPF_NOEXIST",
     "ENOTSUPP",
+    "AttachType",
+    "BatchResult",
+    "Cmd",
+    "FuncId",
+    "GetIdAttr",
+    "InfoByFdAttr",
+    "KeyNotFound",
+    "LinkType",
+    "Map",
+    "MapBatchAttr",
+    "MapCreateAttr",
+    "MapElemAttr",
+    "MapFdAttr",
+    "MapFlags",
+    "MapInfo",
+    "MapType",
+    "ObjPinAttr",
+    "ProgType",
+    "Runtime",
+    "UserPtr",
+    "bpf",
+    "default_runtime",
     "AsmError",
     "BpfError",
     "BpfFault",

@@ -7,6 +7,7 @@ Each family subclasses :class:`~pyebpf.maps.base.BpfMap` (the kernel's
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -34,6 +35,8 @@ def register_map(*types: MapType) -> Callable[[_C], _C]:
     return deco
 
 
+#: The modules implementing map families (each registers its types on import).
+_FAMILIES = ("array", "hash")
 _loaded = False
 
 
@@ -41,8 +44,8 @@ def map_class(map_type: int) -> type[BpfMap] | None:
     """The class for a map type number, or None if pyebpf has none."""
     global _loaded
     if not _loaded:
-        from . import array, hash  # noqa: F401  (modules register themselves)
-
+        for family in _FAMILIES:
+            importlib.import_module(f"{__name__}.{family}")
         _loaded = True
     try:
         return MAP_TYPES.get(MapType(map_type))
