@@ -28,6 +28,7 @@ __all__ = [
     "ATTR_UNION_SIZE",
     "LAYOUTS",
     "Buffer",
+    "LOG_BUF_AUTO",
     "GetIdAttr",
     "InfoByFdAttr",
     "MapBatchAttr",
@@ -35,13 +36,16 @@ __all__ = [
     "MapElemAttr",
     "MapFdAttr",
     "ObjPinAttr",
+    "ProgLoadAttr",
+    "TestRunAttr",
     "UserPtr",
     "attr_from_bytes",
     "attr_to_bytes",
 ]
 
-#: sizeof(union bpf_attr) on Linux 6.18 (x86-64).
-ATTR_UNION_SIZE = 160
+#: sizeof(union bpf_attr) on Linux 6.18 (x86-64): PROG_LOAD's signature fields end at 168
+#: (measured: a non-zero byte at offset 164 is EINVAL, at 168 E2BIG).
+ATTR_UNION_SIZE = 168
 PAGE_SIZE = 4096
 
 
@@ -336,3 +340,143 @@ def attr_to_bytes(attr: Any, size: int = ATTR_UNION_SIZE) -> bytes:
         if off + struct.calcsize("<" + fmt) <= size:
             struct.pack_into("<" + fmt, out, off, value)
     return bytes(out)
+
+
+# -- programs ---------------------------------------------------------------------------
+class _LogBufAuto:
+    """The default ``log_buf``: pyebpf provides the buffer when ``log_size`` > 0."""
+
+    def __repr__(self) -> str:
+        return "LOG_BUF_AUTO"
+
+
+LOG_BUF_AUTO: Any = _LogBufAuto()
+
+
+@attrs.frozen(kw_only=True)
+class ProgLoadAttr:
+    """BPF_PROG_LOAD.
+
+    ``insns`` is bytes, a list of :class:`~pyebpf.isa.Insn`, or a UserPtr (then
+    ``insn_cnt`` says how many); ``insn_cnt`` defaults to the length given.
+    The log: a bytearray or UserPtr ``log_buf`` of ``log_size`` bytes is filled
+    as the kernel fills it. By default (``LOG_BUF_AUTO``) pyebpf provides a
+    buffer of ``log_size`` bytes itself, as libbpf does for its callers, and the
+    text is on the returned fd's ``.log``. ``log_buf=None`` is the NULL
+    pointer: with a non-zero ``log_size`` that is EINVAL, as in the kernel.
+    """
+
+    prog_type: int
+    insns: Any = None
+    insn_cnt: int | None = None
+    license: str | bytes | UserPtr | None = ""
+    log_level: int = 0
+    log_size: int = 0
+    log_buf: Any = LOG_BUF_AUTO
+    kern_version: int = 0
+    prog_flags: int = 0
+    prog_name: bytes | str = b""
+    prog_ifindex: int = 0
+    expected_attach_type: int = 0
+    prog_btf_fd: int = 0
+    func_info_rec_size: int = 0
+    func_info: Buffer = None
+    func_info_cnt: int = 0
+    line_info_rec_size: int = 0
+    line_info: Buffer = None
+    line_info_cnt: int = 0
+    attach_btf_id: int = 0
+    attach_prog_fd: int = 0
+    core_relo_cnt: int = 0
+    fd_array: Buffer = None
+    core_relos: Buffer = None
+    core_relo_rec_size: int = 0
+    log_true_size: int = 0
+    prog_token_fd: int = 0
+    fd_array_cnt: int = 0
+    signature: Buffer = None
+    signature_size: int = 0
+    keyring_id: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.PROG_LOAD,)
+
+
+@attrs.frozen(kw_only=True)
+class TestRunAttr:
+    """BPF_PROG_TEST_RUN. ``data_in``/``ctx_in`` are bytes (or UserPtr with the
+    sizes). Outputs: by default (``LOG_BUF_AUTO``) the result carries the output
+    packet and ctx as bytes; a bytearray or UserPtr ``data_out``/``ctx_out`` is
+    filled as the kernel fills a user buffer, None is the NULL pointer.
+    ``data_size_out`` > 0 caps the packet returned (ENOSPC when it is cut)."""
+
+    __test__ = False  # not a pytest test class
+
+    prog_fd: int
+    data_in: Buffer = None
+    data_size_in: int | None = None
+    data_out: Any = LOG_BUF_AUTO
+    data_size_out: int = 0
+    repeat: int = 0
+    ctx_in: Buffer = None
+    ctx_size_in: int | None = None
+    ctx_out: Any = LOG_BUF_AUTO
+    ctx_size_out: int = 0
+    flags: int = 0
+    cpu: int = 0
+    batch_size: int = 0
+    retval: int = 0
+    duration: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.PROG_TEST_RUN,)
+
+
+LAYOUTS[ProgLoadAttr] = (
+    ("prog_type", 0, "I", "int"),
+    ("insn_cnt", 4, "I", "int"),
+    ("insns", 8, "Q", "ptr"),
+    ("license", 16, "Q", "ptr"),
+    ("log_level", 24, "I", "int"),
+    ("log_size", 28, "I", "int"),
+    ("log_buf", 32, "Q", "ptr"),
+    ("kern_version", 40, "I", "int"),
+    ("prog_flags", 44, "I", "int"),
+    ("prog_name", 48, "16s", "name"),
+    ("prog_ifindex", 64, "I", "int"),
+    ("expected_attach_type", 68, "I", "int"),
+    ("prog_btf_fd", 72, "I", "int"),
+    ("func_info_rec_size", 76, "I", "int"),
+    ("func_info", 80, "Q", "ptr"),
+    ("func_info_cnt", 88, "I", "int"),
+    ("line_info_rec_size", 92, "I", "int"),
+    ("line_info", 96, "Q", "ptr"),
+    ("line_info_cnt", 104, "I", "int"),
+    ("attach_btf_id", 108, "I", "int"),
+    ("attach_prog_fd", 112, "I", "int"),
+    ("core_relo_cnt", 116, "I", "int"),
+    ("fd_array", 120, "Q", "ptr"),
+    ("core_relos", 128, "Q", "ptr"),
+    ("core_relo_rec_size", 136, "I", "int"),
+    ("log_true_size", 140, "I", "int"),
+    ("prog_token_fd", 144, "i", "int"),
+    ("fd_array_cnt", 148, "I", "int"),
+    ("signature", 152, "Q", "ptr"),
+    ("signature_size", 160, "I", "int"),
+    ("keyring_id", 164, "i", "int"),
+)
+LAYOUTS[TestRunAttr] = (
+    ("prog_fd", 0, "I", "int"),
+    ("retval", 4, "I", "int"),
+    ("data_size_in", 8, "I", "int"),
+    ("data_size_out", 12, "I", "int"),
+    ("data_in", 16, "Q", "ptr"),
+    ("data_out", 24, "Q", "ptr"),
+    ("repeat", 32, "I", "int"),
+    ("duration", 36, "I", "int"),
+    ("ctx_size_in", 40, "I", "int"),
+    ("ctx_size_out", 44, "I", "int"),
+    ("ctx_in", 48, "Q", "ptr"),
+    ("ctx_out", 56, "Q", "ptr"),
+    ("flags", 64, "I", "int"),
+    ("cpu", 68, "I", "int"),
+    ("batch_size", 72, "I", "int"),
+)

@@ -17,14 +17,16 @@ region size``; Python integers don't wrap, so ``addr + size`` overflowing
 from __future__ import annotations
 
 import enum
+import errno
 import struct
 from collections.abc import Iterator
+from typing import Protocol
 
 import attrs
 
-from .errors import BpfFault
+from .errors import BpfError, BpfFault
 
-__all__ = ["PAGE_SHIFT", "PAGE_SIZE", "AddressSpace", "Perm", "Region"]
+__all__ = ["PAGE_SHIFT", "PAGE_SIZE", "AddressSpace", "Device", "Perm", "Region"]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -36,6 +38,14 @@ _PACKERS = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I
 #: (the same program gives the same pointer values on every run and machine),
 #: and high enough that small integers are never valid pointers.
 DEFAULT_BASE = 0xFFFF_8880_0000_0000
+
+
+class Device(Protocol):
+    """A region's behaviour when its bytes are computed rather than stored."""
+
+    def load(self, off: int, size: int) -> int: ...
+
+    def store(self, off: int, size: int, value: int) -> None: ...
 
 
 class Perm(enum.IntFlag):
@@ -74,10 +84,17 @@ class AddressSpace:
     """Regions mapped into one flat 64-bit space, with bounds and permission checks."""
 
     def __init__(self, base: int = DEFAULT_BASE) -> None:
+        if base % PAGE_SIZE or not 0 <= base <= _M64:
+            raise ValueError(f"base {base:#x} is not a page-aligned 64-bit address")
         #: page number -> (base, size, buf) for readable / writable regions.
         self.rpages: dict[int, tuple[int, int, bytearray]] = {}
         self.wpages: dict[int, tuple[int, int, bytearray]] = {}
         self._regions: dict[int, Region] = {}
+        #: page number -> (base, size, device) for regions whose bytes are
+        #: computed (a ctx struct whose fields come from a simulated kernel
+        #: object): absent from the page tables, so the interpreter's fast path
+        #: misses and its slow path lands here.
+        self.devices: dict[int, tuple[int, int, Device]] = {}
         self._next = base
 
     # -- mapping -------------------------------------------------------------
@@ -88,6 +105,9 @@ class AddressSpace:
         buf = bytearray(data) if not isinstance(data, bytearray) else data
         pages = max(1, -(-len(buf) // PAGE_SIZE))
         base = self._next
+        if base + pages * PAGE_SIZE > _M64 + 1:  # no region may wrap past 2**64
+            raise BpfError(errno.ENOMEM, f"address space exhausted: no room for "
+                           f"{len(buf)} bytes at {base:#x}")
         # One guard page after every region: an overrun never lands in a neighbour.
         self._next = base + (pages + 1) * PAGE_SIZE
         region = Region(base, buf, perms, kind, name)
@@ -105,29 +125,44 @@ class AddressSpace:
             if region.perms & Perm.W:
                 self.wpages[page] = entry
 
+    def map_device(self, device: Device, size: int, *, kind: str, name: str = "") -> Region:
+        """Map a region whose loads and stores are answered by ``device``."""
+        region = self.map(size, kind=kind, name=name, perms=Perm.R)
+        first = region.base >> PAGE_SHIFT
+        last = (region.base + max(size, 1) - 1) >> PAGE_SHIFT
+        for page in range(first, last + 1):
+            self.rpages.pop(page, None)
+            self.devices[page] = (region.base, size, device)
+        return region
+
     def unmap(self, region: Region) -> None:
         """Remove a region; later accesses to its addresses fault."""
-        if self._regions.pop(region.base, None) is None:
-            return
+        if self._regions.get(region.base) is not region:
+            return  # not mapped here (already unmapped, or another space's region)
+        del self._regions[region.base]
         first = region.base >> PAGE_SHIFT
         last = (region.base + max(len(region.buf), 1) - 1) >> PAGE_SHIFT
         for page in range(first, last + 1):
             self.rpages.pop(page, None)
             self.wpages.pop(page, None)
+            self.devices.pop(page, None)
 
     def protect(self, region: Region, perms: Perm) -> None:
         """Change a region's permissions (e.g. freeze a read-only map)."""
+        mapped = self._regions.get(region.base) is region
         self.unmap(region)
         region.perms = perms
-        self._regions[region.base] = region
-        self._install(region)
+        if mapped:  # protecting an unmapped region must not map it again
+            self._regions[region.base] = region
+            self._install(region)
 
     def regions(self) -> Iterator[Region]:
         return iter(self._regions.values())
 
     def region_at(self, addr: int) -> Region | None:
         """The region whose pages contain ``addr`` (a guard page gives None)."""
-        entry = self.rpages.get(addr >> PAGE_SHIFT) or self.wpages.get(addr >> PAGE_SHIFT)
+        page = addr >> PAGE_SHIFT
+        entry = self.rpages.get(page) or self.wpages.get(page) or self.devices.get(page)
         if entry is None:
             return None
         region = self._regions.get(entry[0])
@@ -161,13 +196,31 @@ class AddressSpace:
         below = [r for r in self._regions.values() if r.base <= addr]
         return max(below, key=lambda r: r.base) if below else None
 
+    def _device(self, addr: int, size: int, write: bool) -> tuple[Device, int]:
+        addr &= _M64
+        entry = self.devices.get(addr >> PAGE_SHIFT)
+        if entry is not None:
+            off = addr - entry[0]
+            if off + size <= entry[1]:
+                return entry[2], off
+        raise self.fault(addr, size, write)
+
     def load(self, addr: int, size: int) -> int:
         """Read an unsigned little-endian integer of ``size`` (1, 2, 4, 8) bytes."""
+        addr &= _M64
+        if (addr >> PAGE_SHIFT) in self.devices:
+            device, off = self._device(addr, size, False)
+            return device.load(off, size)
         buf, off = self._resolve(addr, size, False)
         return int(_PACKERS[size].unpack_from(buf, off)[0])
 
     def store(self, addr: int, size: int, value: int) -> None:
         """Write the low ``size`` bytes of ``value`` little-endian."""
+        addr &= _M64
+        if (addr >> PAGE_SHIFT) in self.devices:
+            device, off = self._device(addr, size, True)
+            device.store(off, size, value & ((1 << (size * 8)) - 1))
+            return
         buf, off = self._resolve(addr, size, True)
         _PACKERS[size].pack_into(buf, off, value & ((1 << (size * 8)) - 1))
 

@@ -119,6 +119,14 @@ class Runtime:
         self._next_id: dict[ObjKind, int] = dict.fromkeys(ObjKind, 1)
         #: Pinned objects by path in the simulated bpffs.
         self.bpffs: dict[str, BpfObject] = {}
+        #: Map objects by the address programs hold for them (CONST_PTR_TO_MAP).
+        self.maps_by_addr: dict[int, BpfObject] = {}
+        #: Helper implementations (func_id -> impl) programs call.
+        from .helpers import default_helpers
+
+        self.helpers = default_helpers()
+        #: Which entry of pyebpf.prog.VERIFIERS PROG_LOAD runs.
+        self.verifier = "structural"
         #: Programs running now (nesting depth); regions freed meanwhile wait.
         self.run_depth = 0
         self._deferred_unmaps: list[Region] = []

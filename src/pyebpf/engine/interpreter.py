@@ -306,7 +306,9 @@ class Vm:
     instructions with :class:`~pyebpf.errors.BudgetExhausted`.
 
     Helpers come from ``helpers`` (``func_id -> impl``, default: every helper
-    pyebpf implements), kfuncs from ``kfuncs`` (BTF id -> impl).
+    pyebpf implements), kfuncs from ``kfuncs`` (BTF id -> impl). A program
+    loaded through ``bpf()`` runs in a Vm bound to its ``runtime`` (whose maps
+    the helpers reach) and its ``owner`` program object.
     """
 
     def __init__(
@@ -318,6 +320,8 @@ class Vm:
         memory: AddressSpace | None = None,
         clock: Clock | None = None,
         budget: int = DEFAULT_BUDGET,
+        runtime: Any = None,
+        owner: Any = None,
     ) -> None:
         if helpers is None:
             from ..helpers import default_helpers
@@ -329,6 +333,10 @@ class Vm:
         self.memory = memory if memory is not None else AddressSpace()
         self.clock = clock if clock is not None else Clock()
         self.budget = budget
+        #: The Runtime (maps, fds, settings) helpers act on, and the loaded
+        #: program this Vm runs for (None when a bare Vm runs raw instructions).
+        self.runtime = runtime
+        self.owner = owner
         self.regs = [0] * 11
         #: One stack region per call depth; r10 points one past the end of its frame's.
         self.stacks: list[Region] = [
@@ -336,7 +344,8 @@ class Vm:
             for i in range(MAX_CALL_FRAMES)
         ]
         #: Saved caller state of each active BPF-to-BPF call.
-        self.frames: list[tuple[list[Handler], int, int, int, int, int, int]] = []
+        #: (code, return pc, r6-r9, r10, the caller's may_goto budget).
+        self.frames: list[tuple[list[Handler], int, int, int, int, int, int, int]] = []
         self.tail_call_cnt = 0
         self.may_goto_budget = BPF_MAX_LOOPS
         self.insns_executed = 0
@@ -420,15 +429,18 @@ class Vm:
         self.tail_call_cnt += 1
         if target is None:
             return
-        raise _Switch(self._code_for(target), 0)
+        code = self._code_for(target)
+        self.may_goto_budget = BPF_MAX_LOOPS  # the target's prologue sets its own counter
+        raise _Switch(code, 0)
 
     # -- building handlers -------------------------------------------------------
     def _code_for(self, insns: Sequence[Insn]) -> list[Handler]:
-        cached = self._codes.get(id(insns))
-        if cached is not None and cached[0] is insns:
+        key = insns  # cache by the object given (a list, bytes...), validated once
+        cached = self._codes.get(id(key))
+        if cached is not None and cached[0] is key:
             return cached[1]
         if insns is not self.insns:
-            insns = as_insns(insns) if not isinstance(insns, list) else insns
+            insns = as_insns(insns)  # a tail-call target list is validated too
         code: list[Handler] = []
         n = len(insns)
         for pc, insn in enumerate(insns):
@@ -438,7 +450,7 @@ class Vm:
             code.append(self._build(insn, pc, n, insns, code))
         # Falling off the end, or a jump out of the program, lands here.
         code.append(self._fault_handler("control left the program (past its last instruction)"))
-        self._codes[id(insns)] = (insns, code)
+        self._codes[id(key)] = (key, code)
         return code
 
     def _fault_handler(self, message: str) -> Handler:
@@ -607,13 +619,16 @@ def _build_ld_imm64(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int,
     return lddw
 
 
-def _build_ld_abs(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> Handler:
+def _build_ld_abs(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int,
+                  insns: Sequence[Insn], code: list[Handler]) -> Handler:
     """Legacy packet loads: r0 = ntoh(*(size *)(skb->data + off)); off = imm (+ src).
 
-    As the kernel's rewrite (bpf_gen_ld_abs) does: an offset outside the packet
-    ends the program with r0 = 0.
+    As the kernel's rewrite (bpf_gen_ld_abs: ``r0 = 0; exit``) does: an offset
+    outside the packet returns r0 = 0 from the current function (in a
+    subprogram, to its caller; in the main program, ending the run).
     """
     regs, width, nxt = vm.regs, spec.width, pc + 1
+    leave = _build_exit(vm, spec, insn, pc, n, insns, code)
     s, imm, indirect = insn.src, insn.imm, spec.kind is Kind.LD_IND
 
     def ld_abs() -> int:
@@ -625,7 +640,7 @@ def _build_ld_abs(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) ->
             off = ((regs[s] + imm) & M32 ^ (1 << 31)) - (1 << 31)
         if off < 0 or off + width > len(data):
             regs[0] = 0
-            raise _EXIT
+            return leave()
         regs[0] = int.from_bytes(data[off:off + width], "big")
         return nxt
 
@@ -681,8 +696,12 @@ def _build_pseudo_call(vm: Vm, target: int, nxt: int, code: list[Handler]) -> Ha
         if depth >= MAX_CALL_FRAMES:
             raise BpfFault(f"the call stack is too deep: {depth + 1} frames (max "
                            f"{MAX_CALL_FRAMES})")
-        frames.append((code, nxt, regs[6], regs[7], regs[8], regs[9], regs[10]))
+        frames.append((code, nxt, regs[6], regs[7], regs[8], regs[9], regs[10],
+                       vm.may_goto_budget))
         regs[10] = tops[depth]
+        # Each function has its own may_goto counter, set in its prologue (the
+        # kernel keeps it in the function's stack frame: do_misc_fixups).
+        vm.may_goto_budget = BPF_MAX_LOOPS
         return target
 
     return call_local
@@ -695,7 +714,8 @@ def _build_exit(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int,
     def exit_() -> int:
         if not frames:
             raise _EXIT
-        caller, ret, regs[6], regs[7], regs[8], regs[9], regs[10] = frames.pop()
+        caller, ret, regs[6], regs[7], regs[8], regs[9], regs[10], vm.may_goto_budget = (
+            frames.pop())
         if caller is not code:
             raise _Switch(caller, ret)
         return ret

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import ENOTSUPP, BpfError
+from ..memory import Perm
 from ..runtime import BpfObject, ObjKind
 from ..uapi import BPF_EXIST, BPF_F_LOCK, MapFlags, MapType
 
@@ -79,6 +80,11 @@ class BpfMap(BpfObject):
         self.frozen = False
         #: Bytes charged to the runtime for this map (returned on free).
         self.charged = 0
+        # The "struct bpf_map" a program's map pointer points at: a small
+        # read-only region whose address identifies the map to helpers.
+        self.map_region = runtime.memory.map(64, kind="map", name=self.name, perms=Perm.R)
+        self.addr = self.map_region.base
+        runtime.maps_by_addr[self.addr] = self
 
     # -- creation ------------------------------------------------------------------
     @classmethod
@@ -92,6 +98,8 @@ class BpfMap(BpfObject):
     def free(self) -> None:
         self.runtime.uncharge(self.charged)
         self.charged = 0
+        self.runtime.maps_by_addr.pop(self.addr, None)
+        self.runtime.unmap_later(self.map_region)
 
     # -- the ops table (defaults are the kernel's answer to a missing op) -----------
     def lookup_elem(self, key: bytes) -> int | None:

@@ -1,0 +1,408 @@
+"""Programs: BPF_PROG_LOAD, the program object, and BPF_PROG_TEST_RUN's dispatch.
+
+Loading follows the kernel's ``bpf_prog_load`` and the start of ``bpf_check``:
+attr checks in the kernel's order, the license, the log buffer rules, the
+instruction copy, then the verifier. Map references in 64-bit immediate loads
+are resolved as ``resolve_pseudo_ldimm64`` does: the fd is replaced by the
+map's address (what the verifier's rewrite puts there), and the program holds
+a reference on every map it uses.
+
+The verifier is pluggable (:data:`VERIFIERS`): until the full verifier lands,
+the default runs the structural checks (decodable instructions, map fds,
+jumps inside the program, ending in exit or a jump) and says so in the log.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from .attr import LOG_BUF_AUTO, ProgLoadAttr, TestRunAttr, UserPtr
+from .errors import BpfError, BpfFault, VerifierError
+from .isa.insn import INSN_SIZE, Insn, decode, encode
+from .isa.opcodes import OPCODES, Class, Kind, PseudoSrc
+from .maps.base import BpfMap
+from .runtime import BpfObject, ObjKind, Runtime
+from .syscall import _copy_out, copy_from_user, obj_name_cpy, register_command
+from .uapi import BPF_COMPLEXITY_LIMIT_INSNS, BPF_MAXINSNS, Cmd, ProgLoadFlags, ProgType
+
+__all__ = ["BpfProg", "LoadedFd", "ProgInfo", "TestRunResult", "VERIFIERS", "prog_load"]
+
+#: License strings that make gpl_only helpers available (license_is_gpl_compatible).
+GPL_COMPATIBLE = frozenset({"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+                            "Dual MIT/GPL", "Dual MPL/GPL"})
+BPF_LOG_LEVEL = 1 | 2
+BPF_LOG_STATS = 4
+BPF_LOG_FIXED = 8
+BPF_LOG_MASK = BPF_LOG_LEVEL | BPF_LOG_STATS | BPF_LOG_FIXED
+BPF_LOG_MIN_ALIGNMENT = 8
+#: Program flags the kernel accepts (bpf_prog_load's mask in 6.18).
+PROG_LOAD_FLAG_MASK = (
+    ProgLoadFlags.STRICT_ALIGNMENT | ProgLoadFlags.ANY_ALIGNMENT | ProgLoadFlags.TEST_RND_HI32
+    | ProgLoadFlags.TEST_STATE_FREQ | ProgLoadFlags.SLEEPABLE | ProgLoadFlags.XDP_HAS_FRAGS
+    | ProgLoadFlags.XDP_DEV_BOUND_ONLY | ProgLoadFlags.TEST_REG_INVARIANTS
+    | ProgLoadFlags.TOKEN_FD
+)
+#: Types an unprivileged user may load.
+UNPRIV_PROG_TYPES = {ProgType.SOCKET_FILTER, ProgType.CGROUP_SKB}
+
+
+class LoadedFd(int):
+    """The fd PROG_LOAD returns, carrying the verifier log the load produced."""
+
+    log: str
+    log_true_size: int
+
+    def __new__(cls, fd: int, log: str = "", log_true_size: int = 0) -> LoadedFd:
+        obj = super().__new__(cls, fd)
+        obj.log = log
+        obj.log_true_size = log_true_size
+        return obj
+
+
+class VerifierLog:
+    """The kernel's verifier log buffer: levels, rotation-free fixed mode, truncation."""
+
+    def __init__(self, level: int, size: int) -> None:
+        self.level = level
+        self.size = size
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        if self.level:
+            self.parts.append(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def finish(self) -> tuple[bytes, int]:
+        """The bytes the user buffer receives (NUL-terminated, cut to fit) and the
+        true size (what a big enough buffer would need, NUL included)."""
+        raw = self.text.encode()
+        true_size = len(raw) + 1 if raw else 0
+        if not self.size:
+            return b"", true_size
+        if self.level & BPF_LOG_FIXED or len(raw) < self.size:
+            kept = raw[: self.size - 1]
+        else:
+            # Rotating log (the default since 6.4): keep the tail that fits.
+            kept = raw[len(raw) - (self.size - 1):]
+        return kept + b"\0", true_size
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.size) and len(self.text.encode()) + 1 > self.size
+
+
+def vlog_attr_valid(level: int, has_buf: bool, size: int) -> bool:
+    """bpf_verifier_log_attr_valid."""
+    if has_buf != bool(size):
+        return False
+    if has_buf and level == 0:
+        return False
+    if level & ~BPF_LOG_MASK:
+        return False
+    return size <= 0xFFFF_FFFF >> 2
+
+
+@attrs.frozen
+class ProgInfo:
+    """struct bpf_prog_info (the fields pyebpf knows)."""
+
+    type: int
+    id: int
+    tag: bytes
+    jited_prog_len: int
+    xlated_prog_len: int
+    load_time: int
+    created_by_uid: int
+    nr_map_ids: int
+    map_ids: tuple[int, ...]
+    name: str
+    gpl_compatible: bool
+    verified_insns: int
+
+
+@attrs.frozen
+class TestRunResult:
+    """What PROG_TEST_RUN reports: r0 (u32), output data/ctx, average ns per run."""
+
+    __test__ = False
+
+    retval: int
+    duration: int
+    data_out: bytes | None = None
+    data_size_out: int = 0
+    ctx_out: bytes | None = None
+    ctx_size_out: int = 0
+
+
+class BpfProg(BpfObject):
+    """A loaded program: its instructions as rewritten at load, and what it holds."""
+
+    kind = ObjKind.PROG
+
+    def __init__(self, runtime: Runtime, attr: ProgLoadAttr, insns: list[Insn],
+                 license_: str) -> None:
+        super().__init__(runtime)
+        self.prog_type = ProgType(attr.prog_type)
+        self.expected_attach_type = attr.expected_attach_type
+        self.prog_flags = attr.prog_flags
+        self.orig_insns = insns
+        self.insns = list(insns)
+        self.license = license_
+        self.gpl_compatible = license_ in GPL_COMPATIBLE
+        self.name = ""
+        self.used_maps: list[BpfMap] = []
+        self.load_time = runtime.clock.ns
+        self.verified_insns = 0
+        self._vm: Any = None
+
+    @property
+    def tag(self) -> bytes:
+        """bpf_prog_calc_tag: SHA-1 of the instructions with map references zeroed."""
+        raw = bytearray(encode(self.orig_insns))
+        for i, insn in enumerate(self.orig_insns):
+            if insn.code == 0x18 and insn.src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE):
+                struct.pack_into("<i", raw, i * INSN_SIZE + 4, 0)
+                struct.pack_into("<i", raw, (i + 1) * INSN_SIZE + 4, 0)
+        return hashlib.sha1(raw).digest()[:8]
+
+    def vm(self) -> Any:
+        """The interpreter instance for this program (built once, reused per run)."""
+        if self._vm is None:
+            from .engine import Vm
+
+            rt = self.runtime
+            self._vm = Vm(self.insns, helpers=rt.helpers, memory=rt.memory, clock=rt.clock,
+                          runtime=rt, owner=self)
+        return self._vm
+
+    def run(self, ctx_addr: int, *, budget: int | None = None) -> int:
+        """Run once with r1 = ctx_addr; return r0 (u64). Regions freed meanwhile wait."""
+        rt = self.runtime
+        vm = self.vm()
+        rt.enter_run()
+        try:
+            return vm.run(r1=ctx_addr, budget=budget)
+        finally:
+            rt.exit_run()
+
+    def info(self) -> ProgInfo:
+        return ProgInfo(type=int(self.prog_type), id=self.id, tag=self.tag, jited_prog_len=0,
+                        xlated_prog_len=len(self.insns) * INSN_SIZE, load_time=self.load_time,
+                        created_by_uid=0, nr_map_ids=len(self.used_maps),
+                        map_ids=tuple(m.id for m in self.used_maps), name=self.name,
+                        gpl_compatible=self.gpl_compatible,
+                        verified_insns=self.verified_insns)
+
+    def free(self) -> None:
+        for m in self.used_maps:
+            m.release()
+        self.used_maps.clear()
+
+
+# -- load ------------------------------------------------------------------------------------
+def _insn_count(attr: ProgLoadAttr) -> int:
+    if attr.insn_cnt is not None:
+        return attr.insn_cnt
+    if isinstance(attr.insns, list | tuple):
+        return len(attr.insns)
+    if isinstance(attr.insns, bytes | bytearray | memoryview):
+        return len(attr.insns) // INSN_SIZE
+    return 0
+
+
+def _license(rt: Runtime, lic: Any) -> str:
+    if lic is None:
+        raise BpfError(errno.EFAULT, "license is a NULL pointer")
+    if isinstance(lic, UserPtr):
+        out = bytearray()
+        while len(out) < 127:
+            (b,) = copy_from_user(rt, UserPtr(lic.addr + len(out)), 1)
+            if b == 0:
+                break
+            out.append(b)
+        lic = bytes(out)
+    text = lic.decode("latin-1") if isinstance(lic, bytes) else lic
+    return text.split("\0", 1)[0][:127]
+
+
+def resolve_pseudo_ldimm64(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
+    """Replace map fds in lddw by map addresses and hold the maps (bpf_check's pass)."""
+    insns = prog.insns
+    i = 0
+    while i < len(insns):
+        insn = insns[i]
+        if insn.code != 0x18:
+            i += 1
+            continue
+        if i + 1 >= len(insns) or insns[i + 1].code or insns[i + 1].dst or insns[i + 1].src \
+                or insns[i + 1].off or insn.off:
+            log.write("invalid bpf_ld_imm64 insn\n")
+            raise BpfError(errno.EINVAL, "invalid bpf_ld_imm64 insn")
+        src = insn.src
+        if src in (PseudoSrc.IMM, PseudoSrc.FUNC, PseudoSrc.BTF_ID):
+            i += 2
+            continue
+        if src not in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE) or (
+                src == PseudoSrc.MAP_FD and insns[i + 1].imm):
+            log.write("unrecognized bpf_ld_imm64 insn\n")
+            raise BpfError(errno.EINVAL, "unrecognized bpf_ld_imm64 insn")
+        f = rt.fds.get(insn.imm)
+        if f is None or not isinstance(f.obj, BpfMap):
+            log.write(f"fd {insn.imm} is not pointing to valid bpf_map\n")
+            raise BpfError(errno.EBADF, f"fd {insn.imm} is not pointing to valid bpf_map")
+        m = f.obj
+        if src == PseudoSrc.MAP_FD:
+            addr = m.addr
+        else:
+            off = insns[i + 1].imm & 0xFFFF_FFFF
+            direct = getattr(m, "direct_value_addr", None)
+            if direct is None:
+                log.write("map direct value access is not supported by this map type\n")
+                raise BpfError(errno.EINVAL, "no direct value access")
+            if off >= m.value_size:
+                log.write(f"invalid access to map value pointer, value_size={m.value_size} "
+                          f"off={off}\n")
+                raise BpfError(errno.EACCES, "direct value offset out of range")
+            addr = direct() + off
+        insns[i] = attrs.evolve(insn, imm=_s32(addr & 0xFFFF_FFFF))
+        insns[i + 1] = attrs.evolve(insns[i + 1], imm=_s32(addr >> 32))
+        if m not in prog.used_maps:
+            m.hold()
+            prog.used_maps.append(m)
+        i += 2
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v & 0x8000_0000 else v
+
+
+def structural_check(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
+    """The checks that don't need the abstract interpreter: decodable slots, jump
+    targets inside the program and not into an lddw, and a last instruction that
+    can't fall off the end."""
+    insns = prog.orig_insns
+    n = len(insns)
+    second = set()
+    for i, insn in enumerate(insns):
+        if insn.code == 0x18:
+            second.add(i + 1)
+    for i, insn in enumerate(insns):
+        if i in second:
+            continue
+        spec = OPCODES.get(insn.code)
+        if spec is None or not spec.in_kernel:
+            log.write(f"unknown opcode {insn.code:02x}\n")
+            raise VerifierError(errno.EINVAL, f"unknown opcode {insn.code:02x}", log.text)
+        if spec.kind in (Kind.JA, Kind.JCC, Kind.JCOND) or (
+                spec.kind is Kind.CALL and insn.src == 1):
+            delta = insn.imm if (spec.kind is Kind.JA and spec.cls is Class.JMP32) or \
+                spec.kind is Kind.CALL else insn.off
+            t = i + 1 + delta
+            if t < 0 or t >= n:
+                msg = f"jump out of range from insn {i} to {t}"
+                log.write(msg + "\n")
+                raise VerifierError(errno.EINVAL, msg, log.text)
+            if t in second:
+                msg = f"jump to the middle of ldimm64 insn {t}"
+                log.write(msg + "\n")
+                raise VerifierError(errno.EINVAL, msg, log.text)
+    last = insns[-1]
+    lspec = OPCODES.get(last.code)
+    if lspec is None or not (lspec.kind is Kind.EXIT or lspec.kind is Kind.JA):
+        log.write("last insn is not an exit or jmp\n")
+        raise VerifierError(errno.EINVAL, "last insn is not an exit or jmp", log.text)
+    log.write("pyebpf: structural checks only (the verifier is not implemented yet)\n")
+    prog.verified_insns = n
+
+
+#: The verifier used by PROG_LOAD: (runtime, prog, log) -> None, raising on rejection.
+VERIFIERS: dict[str, Callable[[Runtime, BpfProg, VerifierLog], None]] = {
+    "structural": structural_check,
+}
+
+
+def prog_load(rt: Runtime, attr: ProgLoadAttr) -> LoadedFd:
+    if attr.prog_flags & ~PROG_LOAD_FLAG_MASK:
+        raise BpfError(errno.EINVAL, f"invalid prog_flags {attr.prog_flags:#x}")
+    cnt = _insn_count(attr)
+    limit = BPF_COMPLEXITY_LIMIT_INSNS if rt.privileged else BPF_MAXINSNS
+    if cnt == 0 or cnt > limit:
+        raise BpfError(errno.E2BIG, f"insn_cnt {cnt} is 0 or over the limit {limit}")
+    if not rt.privileged and attr.prog_type not in UNPRIV_PROG_TYPES:
+        raise BpfError(errno.EPERM, "this program type needs CAP_BPF")
+    from .progs import prog_type_ops
+
+    ops = prog_type_ops(attr.prog_type)
+    if ops is not None:
+        ops.check_attach(attr)
+    # Copy the instructions and the license from the caller.
+    insns = attr.insns
+    if isinstance(insns, list | tuple):
+        insns = encode(insns)
+    raw = copy_from_user(rt, insns, cnt * INSN_SIZE)
+    license_ = _license(rt, attr.license)
+    if ops is None:
+        raise BpfError(errno.EINVAL, f"unknown or unsupported program type {attr.prog_type}")
+    # The log (bpf_check's first step). AUTO: pyebpf provides the buffer.
+    auto = attr.log_buf is LOG_BUF_AUTO
+    has_buf = attr.log_size > 0 if auto else attr.log_buf is not None
+    if not vlog_attr_valid(attr.log_level, has_buf, attr.log_size):
+        raise BpfError(errno.EINVAL, "invalid log_level, log_size and log_buf combination")
+    log = VerifierLog(attr.log_level, attr.log_size)
+    prog = BpfProg(rt, attr, decode(raw, strict=False), license_)
+    try:
+        prog.name = obj_name_cpy(attr.prog_name)
+        resolve_pseudo_ldimm64(rt, prog, log)
+        VERIFIERS[rt.verifier](rt, prog, log)
+    except BpfError as err:
+        prog.free()
+        _deliver_log(rt, attr, log)
+        if isinstance(err, VerifierError):
+            err.log = log.text
+        raise
+    _, true_size = _deliver_log(rt, attr, log)
+    if log.truncated:
+        prog.free()
+        raise VerifierError(errno.ENOSPC, "verifier log buffer too small", log.text)
+    rt.register(prog)
+    fd = rt.install_fd(prog)
+    return LoadedFd(fd, log.text, true_size)
+
+
+def _deliver_log(rt: Runtime, attr: ProgLoadAttr, log: VerifierLog) -> tuple[bytes, int]:
+    data, true_size = log.finish()
+    if isinstance(attr.log_buf, UserPtr) and data:
+        _copy_out(rt, attr.log_buf, data)
+    elif isinstance(attr.log_buf, bytearray) and data:
+        attr.log_buf[: len(data)] = data
+    return data, true_size
+
+
+# -- test run ------------------------------------------------------------------------------------
+def prog_test_run(rt: Runtime, attr: TestRunAttr) -> TestRunResult:
+    obj, _ = rt.get_object(attr.prog_fd, ObjKind.PROG)
+    assert isinstance(obj, BpfProg)
+    from .progs import prog_type_ops
+
+    ops = prog_type_ops(obj.prog_type)
+    if ops is None or ops.test_run is None:
+        from .errors import ENOTSUPP
+
+        raise BpfError(ENOTSUPP, f"{obj.prog_type.name} programs can't be test-run")
+    try:
+        return ops.test_run(rt, obj, attr)
+    except BpfFault:
+        raise
+
+
+register_command(Cmd.PROG_LOAD, prog_load)
+register_command(Cmd.PROG_TEST_RUN, prog_test_run)

@@ -1,0 +1,135 @@
+"""XDP programs: ``struct xdp_md`` and test-run (bpf_prog_test_run_xdp).
+
+The packet sits in one buffer with XDP_PACKET_HEADROOM (256 bytes) before it
+and room for ``struct skb_shared_info`` after, as in the kernel, so
+``bpf_xdp_adjust_head/meta/tail`` move ``data``/``data_meta``/``data_end``
+inside the same region. ``xdp_md`` is read-only to the program.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..errors import BpfError
+from ..uapi import AttachType, ProgType, TestRunFlags
+from . import ProgTypeOps, register_prog_type
+from .ctx import CtxField, CtxLayout, map_ctx
+from .testrun import (
+    ETH_HLEN,
+    PAGE_SIZE,
+    check_test_attr,
+    ctx_finish,
+    ctx_init,
+    data_in,
+    run_repeat,
+    test_finish,
+)
+
+if TYPE_CHECKING:
+    from ..attr import TestRunAttr
+    from ..prog import BpfProg, TestRunResult
+    from ..runtime import Runtime
+
+__all__ = ["XDP_MD", "XdpBuff"]
+
+XDP_PACKET_HEADROOM = 256
+#: SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86-64.
+XDP_TAILROOM = 320
+#: Program returns the kernel treats as actions (others are "invalid" but returned as is).
+XDP_MD = CtxLayout("xdp_md", 24, [
+    CtxField("data", 0, 4, pointer=True),
+    CtxField("data_end", 4, 4, pointer=True),
+    CtxField("data_meta", 8, 4, pointer=True),
+    CtxField("ingress_ifindex", 12, 4),
+    CtxField("rx_queue_index", 16, 4),
+    CtxField("egress_ifindex", 20, 4),
+])
+
+
+@attrs.define
+class XdpBuff:
+    """The kernel's ``struct xdp_buff``: pointers into the packet region."""
+
+    data_hard_start: int
+    data: int
+    data_end: int
+    data_meta: int
+    frame_end: int
+    ingress_ifindex: int = 0
+    rx_queue_index: int = 0
+    egress_ifindex: int = 0
+
+
+def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
+    from ..prog import TestRunResult
+
+    check_test_attr(attr)
+    if attr.flags & ~TestRunFlags.XDP_LIVE_FRAMES:
+        raise BpfError(errno.EINVAL, f"invalid test-run flags {attr.flags:#x}")
+    if attr.flags & TestRunFlags.XDP_LIVE_FRAMES:
+        raise BpfError(errno.EOPNOTSUPP, "live-frames mode needs a real netdev")
+    if attr.batch_size:
+        raise BpfError(errno.EINVAL, "batch_size is for live-frames mode only")
+    if attr.cpu:
+        raise BpfError(errno.EINVAL, "XDP test runs take no cpu")
+    ctx = ctx_init(rt, attr, XDP_MD.size)
+    headroom = XDP_PACKET_HEADROOM
+    packet = data_in(rt, attr)
+    size = len(packet)
+    meta_len = 0
+    if ctx is not None:
+        md = {f.name: int.from_bytes(ctx[f.offset:f.end], "little") for f in XDP_MD.fields}
+        # There can't be user data before the metadata; metadata is 4-byte multiples <= 32.
+        if md["data_meta"] or md["data_end"] != size or md["data"] > md["data_end"] \
+                or md["data"] % 4 or md["data"] > 32:
+            raise BpfError(errno.EINVAL, "invalid xdp_md in ctx_in")
+        if md["egress_ifindex"]:
+            raise BpfError(errno.EINVAL, "egress_ifindex must be 0")
+        if md["rx_queue_index"] and not md["ingress_ifindex"]:
+            raise BpfError(errno.EINVAL, "rx_queue_index needs ingress_ifindex")
+        if md["ingress_ifindex"]:
+            raise BpfError(errno.ENODEV, f"no device with ifindex {md['ingress_ifindex']}")
+        meta_len = md["data"]
+        headroom -= meta_len
+    max_data = PAGE_SIZE - headroom - XDP_TAILROOM
+    if size < ETH_HLEN or size > PAGE_SIZE - headroom - XDP_TAILROOM:
+        raise BpfError(errno.EINVAL, f"packet of {size} bytes: XDP test runs take "
+                       f"{ETH_HLEN}..{max_data}")
+    buf = bytearray(headroom + size + XDP_TAILROOM)
+    buf[headroom:headroom + size] = packet
+    region = rt.memory.map(buf, kind="packet", name="xdp")
+    base = region.base
+    xdp = XdpBuff(data_hard_start=base, data=base + headroom + meta_len,
+                  data_end=base + headroom + size, data_meta=base + headroom,
+                  frame_end=base + len(buf) - XDP_TAILROOM)
+    ctx_region = map_ctx(rt.memory, XDP_MD, xdp)
+    try:
+        retval, duration = run_repeat(rt, prog, ctx_region.base, attr.repeat)
+    finally:
+        rt.memory.unmap(ctx_region)
+        rt.unmap_later(region)
+    out = bytes(buf[xdp.data_meta - base:xdp.data_end - base])
+    ctx_out = None
+    if ctx is not None:
+        md_out = bytearray(XDP_MD.size)
+        md_out[0:4] = (xdp.data - xdp.data_meta).to_bytes(4, "little")
+        md_out[4:8] = (xdp.data_end - xdp.data_meta).to_bytes(4, "little")
+        ctx_out = bytes(md_out)
+    result = TestRunResult(retval=retval, duration=duration, data_out=out)
+    ctx_bytes, ctx_size = ctx_finish(rt, attr, ctx_out)
+    result = attrs.evolve(result, ctx_out=ctx_bytes, ctx_size_out=ctx_size)
+    return test_finish(rt, attr, result)
+
+
+def _check_attach(attr: object) -> None:
+    eat = getattr(attr, "expected_attach_type", 0)
+    allowed = (0, AttachType.XDP, AttachType.XDP_DEVMAP, AttachType.XDP_CPUMAP)
+    if eat not in allowed:
+        raise BpfError(errno.EINVAL, f"expected_attach_type {eat} is not an XDP attach type")
+
+
+register_prog_type(ProgTypeOps(ProgType.XDP, ctx=XDP_MD, test_run=_test_run,
+                               check_attach=_check_attach))
