@@ -72,14 +72,25 @@ class VerifierLog:
         self.level = level
         self.size = size
         self.parts: list[str] = []
+        self.end_pos = 0
 
     def write(self, text: str) -> None:
         if self.level:
             self.parts.append(text)
+            self.end_pos += len(text)
+
+    def reset(self, pos: int) -> None:
+        """bpf_vlog_reset: forget everything written after ``pos``."""
+        if pos < self.end_pos:
+            text = self.text[:pos]
+            self.parts = [text]
+            self.end_pos = pos
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        if len(self.parts) > 1:
+            self.parts = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
 
     def finish(self) -> tuple[bytes, int]:
         """The bytes the user buffer receives (NUL-terminated, cut to fit) and the
@@ -320,13 +331,27 @@ def structural_check(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
     if lspec is None or not (lspec.kind is Kind.EXIT or lspec.kind is Kind.JA):
         log.write("last insn is not an exit or jmp\n")
         raise VerifierError(errno.EINVAL, "last insn is not an exit or jmp", log.text)
-    log.write("pyebpf: structural checks only (the verifier is not implemented yet)\n")
+    log.write("pyebpf: structural checks only (the verifier was not run)\n")
     prog.verified_insns = n
 
 
-#: The verifier used by PROG_LOAD: (runtime, prog, log) -> None, raising on rejection.
+def _structural(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
+    resolve_pseudo_ldimm64(rt, prog, log)
+    structural_check(rt, prog, log)
+
+
+def _kernel_verifier(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
+    from .verifier import verify
+
+    verify(rt, prog, log)
+
+
+#: The verifier used by PROG_LOAD: (runtime, prog, log) -> None, raising on
+#: rejection. "kernel" is pyebpf's port of the kernel's verifier (the default);
+#: "structural" only checks what the interpreter needs (runs unverified code).
 VERIFIERS: dict[str, Callable[[Runtime, BpfProg, VerifierLog], None]] = {
-    "structural": structural_check,
+    "kernel": _kernel_verifier,
+    "structural": _structural,
 }
 
 
@@ -361,7 +386,6 @@ def prog_load(rt: Runtime, attr: ProgLoadAttr) -> LoadedFd:
     prog = BpfProg(rt, attr, decode(raw, strict=False), license_)
     try:
         prog.name = obj_name_cpy(attr.prog_name)
-        resolve_pseudo_ldimm64(rt, prog, log)
         VERIFIERS[rt.verifier](rt, prog, log)
     except BpfError as err:
         prog.free()
@@ -373,6 +397,13 @@ def prog_load(rt: Runtime, attr: ProgLoadAttr) -> LoadedFd:
     if log.truncated:
         prog.free()
         raise VerifierError(errno.ENOSPC, "verifier log buffer too small", log.text)
+    try:  # bpf_prog_select_runtime: program arrays the program uses must accept it
+        from .maps.prog_array import bpf_check_tail_call
+
+        bpf_check_tail_call(prog)
+    except BpfError:
+        prog.free()
+        raise
     rt.register(prog)
     fd = rt.install_fd(prog)
     return LoadedFd(fd, log.text, true_size)

@@ -89,6 +89,9 @@ class Runtime:
     ``memory_limit`` (bytes maps may allocate before ENOMEM).
     """
 
+    #: The verifier new runtimes use (see pyebpf.prog.VERIFIERS).
+    default_verifier = "structural"
+
     def __init__(
         self,
         *,
@@ -107,6 +110,17 @@ class Runtime:
         self.seed = seed
         self.random = random.Random(seed)
         self.privileged = privileged
+        #: The "current" task helpers report (bpf_get_current_pid_tgid/_uid_gid/_comm/
+        #: _task) and the NUMA node (bpf_get_numa_node_id): settable by tests.
+        self.pid = 4242
+        self.tgid = 4242
+        self.uid = 0
+        self.gid = 0
+        self.comm = "pyebpf"
+        self.current_task = 0xFFFF_C900_0042_4000
+        self.numa_node = 0
+        #: What bpf_trace_printk/bpf_trace_vprintk printed, one string per call.
+        self.trace_output: list[str] = []
         self.fd_limit = fd_limit
         self.memory_limit = memory_limit
         self.memory_used = 0
@@ -126,7 +140,7 @@ class Runtime:
 
         self.helpers = default_helpers()
         #: Which entry of pyebpf.prog.VERIFIERS PROG_LOAD runs.
-        self.verifier = "structural"
+        self.verifier = self.default_verifier
         #: Programs running now (nesting depth); regions freed meanwhile wait.
         self.run_depth = 0
         self._deferred_unmaps: list[Region] = []

@@ -9,13 +9,21 @@ per-CPU type), so a program's pointer to element ``i`` is
 from __future__ import annotations
 
 import errno
+import hashlib
 from typing import TYPE_CHECKING
 
 from ..errors import BpfError
 from ..memory import Region
-from ..uapi import BPF_F_LOCK, BPF_NOEXIST, MapFlags, MapType
+from ..uapi import BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, MapFlags, MapType
 from . import register_map
-from .base import BpfMap, check_update_flags, map_flags_access_ok, round_up
+from .base import (
+    NUMA_NO_NODE,
+    BpfMap,
+    attr_numa_node,
+    check_update_flags,
+    map_flags_access_ok,
+    round_up,
+)
 from .hash import PCPU_MIN_UNIT_SIZE
 
 if TYPE_CHECKING:
@@ -25,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ArrayMap", "PercpuArrayMap"]
 
 INT_MAX = 0x7FFF_FFFF
-ARRAY_CREATE_FLAG_MASK = (
+#: A plain int: ``~`` of an IntFlag keeps only the defined bits.
+ARRAY_CREATE_FLAG_MASK = int(
     MapFlags.NUMA_NODE
     | MapFlags.MMAPABLE
     | MapFlags.RDONLY
@@ -50,7 +59,7 @@ class ArrayMap(BpfMap):
         flags = attr.map_flags
         if (attr.max_entries == 0 or attr.key_size != 4 or attr.value_size == 0
                 or flags & ~ARRAY_CREATE_FLAG_MASK or not map_flags_access_ok(flags)
-                or (cls.percpu and flags & MapFlags.NUMA_NODE)):
+                or (cls.percpu and attr_numa_node(attr) != NUMA_NO_NODE)):
             raise BpfError(errno.EINVAL, "an array needs key_size 4, a non-zero value_size and "
                            "max_entries, and only array flags")
         if attr.map_type != MapType.ARRAY and flags & (MapFlags.MMAPABLE | MapFlags.INNER_MAP):
@@ -72,6 +81,11 @@ class ArrayMap(BpfMap):
                                name=self.name or f"array#{cpu}")
             for cpu in range(copies)
         ]
+
+    def direct_value_addr(self) -> int:
+        """map_direct_value_addr: where element 0's value starts (global data,
+        BPF_PSEUDO_MAP_VALUE). The verifier allows it for single-element arrays."""
+        return self.regions[0].base
 
     def _addr(self, index: int, cpu: int = 0) -> int:
         return self.regions[cpu].base + index * self.elem_size
@@ -129,12 +143,19 @@ class ArrayMap(BpfMap):
         if not self.percpu:
             self.update_elem(key, value, flags)
             return
-        if flags & ~0 > 2:  # bpf_percpu_array_update: no BPF_F_LOCK for per-CPU arrays
+        if flags > BPF_EXIST:  # bpf_percpu_array_update: BPF_F_LOCK is no mode here
             raise BpfError(errno.EINVAL, f"invalid update flags {flags:#x}")
         index = self._check_update(key, flags)
+        # copy_map_value_long: whole elem_size slots, padding included (read back too).
+        off = index * self.elem_size
         for cpu in range(self.runtime.nr_cpus):
-            self._write(index, cpu, value[cpu * self.elem_size:cpu * self.elem_size
-                                          + self.value_size])
+            self.regions[cpu].buf[off:off + self.elem_size] = \
+                value[cpu * self.elem_size:(cpu + 1) * self.elem_size]
+
+    def map_get_hash(self) -> bytes:
+        """array_map_get_hash: SHA-256 of the whole value area (OBJ_GET_INFO_BY_FD
+        with ``hash``, frozen maps only; per-CPU arrays have none)."""
+        return hashlib.sha256(bytes(self.regions[0].buf)).digest()
 
     def free(self) -> None:
         for region in self.regions:
@@ -147,3 +168,5 @@ class ArrayMap(BpfMap):
 @register_map(MapType.PERCPU_ARRAY)
 class PercpuArrayMap(ArrayMap):
     percpu = True
+    direct_value_addr = None  # type: ignore[assignment]  (per-CPU values have no single address)
+    map_get_hash = None  # type: ignore[assignment]  # no map_get_hash op

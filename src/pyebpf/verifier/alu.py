@@ -1,0 +1,338 @@
+"""ALU instructions: ``check_alu_op``, and pointer arithmetic's rules.
+
+Scalars go through :func:`.scalar.adjust_scalar_min_max_vals` (the kernel's
+bounds arithmetic); a pointer plus or minus a scalar through
+:func:`adjust_ptr_min_max_vals`, which is where most "prohibited" messages
+come from.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from ..isa.insn import Insn
+from . import scalar as S
+from .state import RegState
+from .tnum import tnum_add, tnum_is_const, tnum_sub
+from .types import PTR_MAYBE_NULL, RegType, base_type, reg_type_str
+
+if TYPE_CHECKING:
+    from .check import Verifier
+
+__all__ = ["adjust_ptr_min_max_vals", "check_alu_op"]
+
+SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
+BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50
+BPF_LSH, BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END = (
+    0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0)
+BPF_MAX_VAR_OFF = 1 << 29
+S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
+U64_MAX = (1 << 64) - 1
+ALU_OP_STR = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
+              0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
+              0xC0: "s>>=", 0xD0: "endian"}
+_PTR_ARITH_OK = {RegType.PTR_TO_CTX, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY,
+                 RegType.PTR_TO_STACK, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET,
+                 RegType.PTR_TO_TP_BUFFER, RegType.PTR_TO_BTF_ID, RegType.PTR_TO_MEM,
+                 RegType.PTR_TO_BUF, RegType.PTR_TO_FUNC, RegType.CONST_PTR_TO_DYNPTR}
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFF_FFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def check_alu_op(v: Verifier, insn: Insn) -> None:
+    code = insn.code
+    op = code & 0xF0
+    is64 = code & 0x07 == 0x07
+    src_x = bool(code & 0x08)
+    regs = v.cur.regs
+    if op in (BPF_END, BPF_NEG):
+        if op == BPF_NEG:
+            if src_x or insn.src or insn.off or insn.imm:
+                v.fail(errno.EINVAL, "BPF_NEG uses reserved fields")
+        elif insn.src or insn.off or insn.imm not in (16, 32, 64) or (is64 and src_x):
+            v.fail(errno.EINVAL, "BPF_END uses reserved fields")
+        v.check_reg_arg(insn.dst, SRC_OP)
+        if v.is_pointer_value(insn.dst):
+            v.fail(errno.EACCES, f"R{insn.dst} pointer arithmetic prohibited")
+        dst = regs[insn.dst]
+        if op == BPF_NEG and dst.type == RegType.SCALAR_VALUE:
+            v.check_reg_arg(insn.dst, DST_OP_NO_MARK)
+            dst.scalar = S.adjust_scalar_min_max_vals(dst.scalar, dst.scalar, BPF_NEG, not is64)
+            dst.id = 0
+        else:
+            v.check_reg_arg(insn.dst, DST_OP)
+    elif op == BPF_MOV:
+        _check_mov(v, insn, is64, src_x)
+    elif op > BPF_END:
+        v.fail(errno.EINVAL, f"invalid BPF_ALU opcode {op:x}")
+    else:
+        if src_x:
+            if insn.imm or insn.off not in (0, 1) or (insn.off == 1 and op not in (BPF_MOD,
+                                                                                    BPF_DIV)):
+                v.fail(errno.EINVAL, "BPF_ALU uses reserved fields")
+            v.check_reg_arg(insn.src, SRC_OP)
+        elif insn.src or insn.off not in (0, 1) or (insn.off == 1 and op not in (BPF_MOD,
+                                                                                  BPF_DIV)):
+            v.fail(errno.EINVAL, "BPF_ALU uses reserved fields")
+        v.check_reg_arg(insn.dst, SRC_OP)
+        if op in (BPF_MOD, BPF_DIV) and not src_x and insn.imm == 0:
+            v.fail(errno.EINVAL, "div by zero")
+        if op in (BPF_LSH, BPF_RSH, BPF_ARSH) and not src_x:
+            size = 64 if is64 else 32
+            if insn.imm < 0 or insn.imm >= size:
+                v.fail(errno.EINVAL, f"invalid shift {insn.imm}")
+        v.check_reg_arg(insn.dst, DST_OP_NO_MARK)
+        adjust_reg_min_max_vals(v, insn, is64, src_x)
+    dst = regs[insn.dst]
+    if dst.type == RegType.SCALAR_VALUE:
+        fixed, _ = S.reg_bounds_sanity_check(dst.scalar, "alu")
+        dst.scalar = fixed
+
+
+def _check_mov(v: Verifier, insn: Insn, is64: bool, src_x: bool) -> None:
+    regs = v.cur.regs
+    if src_x:
+        if not is64:
+            if insn.off not in (0, 8, 16) or insn.imm:
+                v.fail(errno.EINVAL, "BPF_MOV uses reserved fields")
+        elif insn.off == 1:  # BPF_ADDR_SPACE_CAST
+            if insn.imm not in (1, 1 << 16):
+                v.fail(errno.EINVAL, "addr_space_cast insn can only convert between address "
+                       "space 1 and 0")
+            v.fail(errno.EINVAL, "addr_space_cast insn can only be used in a program that has "
+                   "an associated arena")
+        elif insn.off not in (0, 8, 16, 32) or insn.imm:
+            v.fail(errno.EINVAL, "BPF_MOV uses reserved fields")
+        v.check_reg_arg(insn.src, SRC_OP)
+    elif insn.src or insn.off:
+        v.fail(errno.EINVAL, "BPF_MOV uses reserved fields")
+    v.check_reg_arg(insn.dst, DST_OP_NO_MARK)
+    dst = regs[insn.dst]
+    if not src_x:
+        dst.mark_known(insn.imm if is64 else insn.imm & 0xFFFF_FFFF)
+        return
+    src = regs[insn.src]
+    if is64:
+        if insn.off == 0:
+            assign_scalar_id_before_mov(v, src)
+            dst.assign(src)
+            dst.subreg_def = 0
+            return
+        if v.is_pointer_value(insn.src):
+            v.fail(errno.EACCES, f"R{insn.src} sign-extension part of pointer")
+        if src.type == RegType.SCALAR_VALUE:
+            no_sext = src.scalar.umax < (1 << (insn.off - 1))
+            if no_sext:
+                assign_scalar_id_before_mov(v, src)
+            dst.assign(src)
+            if not no_sext:
+                dst.id = 0
+            dst.scalar = S.coerce_reg_to_size_sx(dst.scalar, insn.off >> 3)
+            dst.subreg_def = 0
+        else:
+            dst.mark_unknown()
+        return
+    # w1 = w2 (zero-extending), or the sign-extending 32-bit forms
+    if v.is_pointer_value(insn.src):
+        v.fail(errno.EACCES, f"R{insn.src} partial copy of pointer")
+    if src.type == RegType.SCALAR_VALUE:
+        if insn.off == 0:
+            is_u32 = src.scalar.umax <= 0xFFFF_FFFF
+            if is_u32:
+                assign_scalar_id_before_mov(v, src)
+            dst.assign(src)
+            if not is_u32:
+                dst.id = 0
+        else:
+            no_sext = src.scalar.umax < (1 << (insn.off - 1))
+            if no_sext:
+                assign_scalar_id_before_mov(v, src)
+            dst.assign(src)
+            if not no_sext:
+                dst.id = 0
+            dst.scalar = S.coerce_subreg_to_size_sx(dst.scalar, insn.off >> 3)
+    else:
+        dst.mark_unknown()
+    dst.scalar = S.reg_bounds_sync(S.zext_32_to_64(dst.scalar))
+
+
+def assign_scalar_id_before_mov(v: Verifier, src: RegState) -> None:
+    """Give a scalar an id before copying it, so the copies stay linked."""
+    if src.type == RegType.SCALAR_VALUE and not src.id and not tnum_is_const(src.scalar.var_off):
+        src.id = v.new_id()
+
+
+def adjust_reg_min_max_vals(v: Verifier, insn: Insn, is64: bool, src_x: bool) -> None:
+    regs = v.cur.regs
+    op = insn.code & 0xF0
+    dst = regs[insn.dst]
+    ptr = dst if dst.type != RegType.SCALAR_VALUE else None
+    if src_x:
+        src = regs[insn.src]
+        if src.type != RegType.SCALAR_VALUE:
+            if dst.type != RegType.SCALAR_VALUE:
+                if op == BPF_SUB and v.allow_ptr_leaks:
+                    dst.mark_unknown()
+                    return
+                v.fail(errno.EACCES, f"R{insn.dst} pointer {ALU_OP_STR[op]} pointer prohibited")
+            adjust_ptr_min_max_vals(v, insn, src, dst, is64)
+            return
+        if ptr is not None:
+            adjust_ptr_min_max_vals(v, insn, ptr, src, is64)
+            return
+        src_scalar = src.scalar
+    else:
+        off = RegState()
+        off.mark_known(insn.imm)
+        if ptr is not None:
+            adjust_ptr_min_max_vals(v, insn, ptr, off, is64)
+            return
+        src_scalar = off.scalar
+    dst.scalar = S.adjust_scalar_min_max_vals(dst.scalar, src_scalar, op, not is64)
+    dst.id = 0
+    dst.off = 0
+
+
+def check_reg_sane_offset(v: Verifier, reg: RegState, t: int) -> bool:
+    s = reg.scalar
+    known = tnum_is_const(s.var_off)
+    val = S.s64(s.var_off.value)
+    name = reg_type_str(t)
+    if known and (val >= BPF_MAX_VAR_OFF or val <= -BPF_MAX_VAR_OFF):
+        v.verbose(f"math between {name} pointer and {val} is not allowed\n")
+        return False
+    if reg.off >= BPF_MAX_VAR_OFF or reg.off <= -BPF_MAX_VAR_OFF:
+        v.verbose(f"{name} pointer offset {reg.off} is not allowed\n")
+        return False
+    if s.smin == S64_MIN:
+        v.verbose(f"math between {name} pointer and register with unbounded min value is not "
+                  "allowed\n")
+        return False
+    if s.smin >= BPF_MAX_VAR_OFF or s.smin <= -BPF_MAX_VAR_OFF:
+        v.verbose(f"value {s.smin} makes {name} pointer be out of bounds\n")
+        return False
+    return True
+
+
+def _insane(v: Verifier, reg: RegState, t: int) -> None:
+    if not check_reg_sane_offset(v, reg, t):
+        from .log import VerifierAbort
+
+        # The message is already in the log; its last line is the reason.
+        text = v.log.text.rstrip("\n").rsplit("\n", 1)[-1]
+        raise VerifierAbort(errno.EACCES, text)
+
+
+def adjust_ptr_min_max_vals(v: Verifier, insn: Insn, ptr: RegState, off: RegState,
+                            is64: bool) -> None:
+    """Pointer arithmetic: ``dst = ptr <op> off`` (dst is insn.dst, maybe ``off``)."""
+    regs = v.cur.regs
+    dno = insn.dst
+    dst = regs[dno]
+    op = insn.code & 0xF0
+    o = off.scalar
+    p = ptr.scalar
+    known = tnum_is_const(o.var_off)
+    smin_val, smax_val, umin_val, umax_val = o.smin, o.smax, o.umin, o.umax
+    if (known and (smin_val != smax_val or umin_val != umax_val)) or smin_val > smax_val \
+            or umin_val > umax_val:
+        dst.mark_unknown()
+        return
+    if not is64:
+        if op == BPF_SUB and v.allow_ptr_leaks:
+            dst.mark_unknown()
+            return
+        v.fail(errno.EACCES, f"R{dno} 32-bit pointer arithmetic prohibited")
+    if ptr.type & PTR_MAYBE_NULL:
+        v.fail(errno.EACCES, f"R{dno} pointer arithmetic on {reg_type_str(ptr.type)} "
+               "prohibited, null-check it first")
+    base = base_type(ptr.type)
+    if base not in _PTR_ARITH_OK:
+        ok = False
+        if base == RegType.PTR_TO_FLOW_KEYS and known:
+            ok = True
+        elif base in (RegType.PTR_TO_FLOW_KEYS, RegType.CONST_PTR_TO_MAP) and known \
+                and smin_val == 0 and op == BPF_ADD:
+            ok = True
+        if not ok:
+            v.fail(errno.EACCES, f"R{dno} pointer arithmetic on {reg_type_str(ptr.type)} "
+                   "prohibited")
+    t = ptr.type
+    _insane(v, off, t)
+    _insane(v, ptr, t)
+    new = ptr.copy()
+    new.type = t
+    if op == BPF_ADD:
+        if known and ptr.off + smin_val == _s32(ptr.off + smin_val):
+            new.off = ptr.off + smin_val
+            new.scalar = _ptr32_unbounded(p)
+        else:
+            smin, smax = p.smin + smin_val, p.smax + smax_val
+            if not (S64_MIN <= smin <= S64_MAX and S64_MIN <= smax <= S64_MAX):
+                smin, smax = S64_MIN, S64_MAX
+            umin, umax = p.umin + umin_val, p.umax + umax_val
+            if umin > U64_MAX or umax > U64_MAX:
+                umin, umax = 0, U64_MAX
+            new.scalar = _ptr_bounds(tnum_add(p.var_off, o.var_off), smin, smax, umin, umax)
+            if base in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+                new.id = v.new_id()
+                new.range = 0
+    elif op == BPF_SUB:
+        if dst is off:
+            v.fail(errno.EACCES, f"R{dno} tried to subtract pointer from scalar")
+        if ptr.type == RegType.PTR_TO_STACK:
+            v.fail(errno.EACCES, f"R{dno} subtraction from stack pointer prohibited")
+        if known and ptr.off - smin_val == _s32(ptr.off - smin_val):
+            new.off = ptr.off - smin_val
+            new.scalar = _ptr32_unbounded(p)
+        else:
+            smin, smax = p.smin - smax_val, p.smax - smin_val
+            if not (S64_MIN <= smin <= S64_MAX and S64_MIN <= smax <= S64_MAX):
+                smin, smax = S64_MIN, S64_MAX
+            if p.umin < umax_val:
+                umin, umax = 0, U64_MAX
+            else:
+                umin, umax = p.umin - umax_val, p.umax - umin_val
+            new.scalar = _ptr_bounds(tnum_sub(p.var_off, o.var_off), smin, smax, umin, umax)
+            if base in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+                new.id = v.new_id()
+                if smin_val < 0:
+                    new.range = 0
+    elif op in (BPF_AND, BPF_OR, BPF_XOR):
+        v.fail(errno.EACCES, f"R{dno} bitwise operator {ALU_OP_STR[op]} on pointer prohibited")
+    else:
+        v.fail(errno.EACCES, f"R{dno} pointer arithmetic with {ALU_OP_STR[op]} operator "
+               "prohibited")
+    _insane(v, new, t)
+    new.scalar = S.reg_bounds_sync(new.scalar)
+    dst.assign(new)
+    if not v.bypass_spec_v1:
+        _sanitize_check_bounds(v, dno, dst)
+
+
+def _ptr32_unbounded(s: S.Scalar) -> S.Scalar:
+    """A pointer's variable part keeps its 64-bit bounds; 32-bit ones are unbounded."""
+    return S.Scalar(s.var_off, s.smin, s.smax, s.umin, s.umax, -(1 << 31), (1 << 31) - 1, 0,
+                    0xFFFF_FFFF)
+
+
+def _ptr_bounds(var_off: S.Tnum, smin: int, smax: int, umin: int, umax: int) -> S.Scalar:
+    return S.Scalar(var_off, smin, smax, umin, umax, -(1 << 31), (1 << 31) - 1, 0, 0xFFFF_FFFF)
+
+
+def _sanitize_check_bounds(v: Verifier, dno: int, dst: RegState) -> None:
+    """For unprivileged programs the result must stay in bounds (no speculation)."""
+    from .mem import check_map_access, check_stack_access_for_ptr_arithmetic
+
+    if dst.type == RegType.PTR_TO_STACK:
+        check_stack_access_for_ptr_arithmetic(v, dno, dst, dst.off + dst.scalar.var_off.value)
+    elif dst.type == RegType.PTR_TO_MAP_VALUE:
+        try:
+            check_map_access(v, dno, dst.off, 1, False, quiet=True)
+        except Exception:
+            v.fail(errno.EACCES, f"R{dno} pointer arithmetic of map value goes out of range, "
+                   "prohibited for !root")

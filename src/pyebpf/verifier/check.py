@@ -1,0 +1,477 @@
+"""The walk: ``do_check`` and the per-instruction checks of kernel/bpf/verifier.c.
+
+:class:`Verifier` follows ``bpf_check``: the passes of :mod:`.cfg`, then a
+depth-first exploration of paths from the first instruction. At a
+conditional jump whose outcome isn't known the other branch's state is
+pushed on a stack; a path ends at the top-level ``exit`` (or when pruned: its
+state is equivalent to one already explored at a prune point), and the next
+pending state is popped. Every check reports in the kernel's words through
+:meth:`Verifier.fail`; the log at level 1 and 2 is written as the kernel
+writes it (instruction lines, state annotations, the level-1 reset of
+finished paths, the statistics line).
+
+What this first version covers, and what it leaves to the next: see
+docs/verifier.md.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from ..isa.disasm import format_insn
+from ..isa.insn import Insn
+from ..uapi import BPF_COMPLEXITY_LIMIT_INSNS, ProgType
+from . import scalar as S
+from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64, subprog_of
+from .log import VerifierAbort
+from .state import (
+    BPF_REG_FP,
+    BPF_REG_SIZE,
+    MAX_BPF_REG,
+    FuncState,
+    RegState,
+    SlotType,
+    StackSlot,
+    VerifierState,
+)
+from .tnum import Tnum, tnum_is_const, tnum_is_unknown
+from .types import (
+    MEM_RDONLY,
+    PTR_MAYBE_NULL,
+    RegType,
+    base_type,
+    reg_type_str,
+)
+
+__all__ = ["Verifier"]
+
+MAX_BPF_STACK = 512
+MAX_CALL_FRAMES = 8
+MAX_PACKET_OFF = 0xFFFF
+BPF_MAX_VAR_OFF = 1 << 29
+BPF_MAX_VAR_SIZ = 1 << 29
+BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
+AT_PKT_END = -1
+BEYOND_PKT_END = -2
+_M = (1 << 64) - 1
+S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
+
+ALU_OP_STR = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
+              0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
+              0xC0: "s>>=", 0xD0: "endian"}
+SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
+
+#: ctx fields whose load yields a pointer, by field name (convert_ctx_access).
+CTX_POINTER_FIELDS = {
+    "data": RegType.PTR_TO_PACKET,
+    "data_end": RegType.PTR_TO_PACKET_END,
+    "data_meta": RegType.PTR_TO_PACKET_META,
+    "sk": RegType.PTR_TO_SOCK_COMMON | PTR_MAYBE_NULL,
+    "flow_keys": RegType.PTR_TO_FLOW_KEYS,
+}
+PKT_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
+
+
+def is_pkt_pointer_any(r: RegState) -> bool:
+    return r.type in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META,
+                      RegType.PTR_TO_PACKET_END)
+
+
+class _Pending:
+    """A pushed branch: its state and where it starts (push_stack's elem)."""
+
+    __slots__ = ("insn_idx", "log_pos", "prev_insn_idx", "state")
+
+    def __init__(self, state: VerifierState, insn_idx: int, prev: int, log_pos: int) -> None:
+        self.state = state
+        self.insn_idx = insn_idx
+        self.prev_insn_idx = prev
+        self.log_pos = log_pos
+
+
+class Verifier:
+    """One run of the verifier over one program (the kernel's bpf_verifier_env)."""
+
+    def __init__(self, runtime: Any, prog: Any, log: Any) -> None:
+        from ..progs import prog_type_ops
+
+        self.runtime = runtime
+        self.prog = prog
+        self.log = log
+        self.insns: list[Insn] = list(prog.orig_insns)
+        self.prog_type = ProgType(prog.prog_type)
+        self.ops = prog_type_ops(prog.prog_type)
+        priv = runtime.privileged
+        self.bpf_capable = priv
+        self.allow_ptr_leaks = priv
+        self.bypass_spec_v1 = priv
+        self.allow_uninit_stack = priv
+        flags = prog.prog_flags
+        self.strict_alignment = bool(flags & 1) and not flags & 2
+        self.subprog_starts: list[int] = [0, len(self.insns)]
+        self.kfunc_calls: list[int] = []
+        self.ld_imm64: dict[int, tuple[Any, int, int]] = {}
+        self.used_maps: list[Any] = []
+        self.prune_points: set[int] = set()
+        self.explored: dict[int, list[VerifierState]] = {}
+        self.insn_processed = 0
+        self.total_states = 0
+        self.peak_states = 0
+        self.max_states_per_insn = 0
+        self.id_gen = 0
+        self.aux_ptr_type: dict[int, int] = {}
+        self.stack: list[_Pending] = []
+        self.cur: VerifierState = VerifierState()
+        self.insn_idx = 0
+        self.prev_insn_idx = -1
+        self.scratched: set[int] = set()
+        self.prev_log_pos = 0
+        self.prev_insn_print_pos = 0
+        self.subprog_stack_depth: dict[int, int] = {}
+
+    # -- reporting ---------------------------------------------------------------
+    def verbose(self, text: str) -> None:
+        self.log.write(text)
+
+    def fail(self, err: int, message: str) -> None:
+        self.log.write(message + "\n")
+        raise VerifierAbort(err, message)
+
+    def use_map(self, m: Any) -> None:
+        if m not in self.used_maps:
+            self.used_maps.append(m)
+
+    def new_id(self) -> int:
+        self.id_gen += 1
+        return self.id_gen
+
+    # -- bpf_check ---------------------------------------------------------------------
+    def run(self) -> None:
+        add_subprogs(self)
+        check_subprogs(self)
+        resolve_pseudo_ldimm64(self)
+        check_cfg(self)
+        try:
+            self.do_check_main()
+        finally:
+            self.print_stats()
+
+    def print_stats(self) -> None:
+        if self.log.level & 4:
+            depths = "+".join(str(self.subprog_stack_depth.get(i, 0))
+                              for i in range(len(self.subprog_starts) - 1))
+            self.verbose(f"verification time 0 usec\nstack depth {depths}\n")
+        self.verbose(f"processed {self.insn_processed} insns (limit "
+                     f"{BPF_COMPLEXITY_LIMIT_INSNS}) max_states_per_insn "
+                     f"{self.max_states_per_insn} total_states {self.total_states} "
+                     f"peak_states {self.peak_states} mark_read 0\n")
+
+    def init_state(self) -> VerifierState:
+        st = VerifierState()
+        frame = FuncState(0, -1, 0)
+        frame.regs[1].set_ptr(RegType.PTR_TO_CTX)
+        fp = frame.regs[BPF_REG_FP]
+        fp.set_ptr(RegType.PTR_TO_STACK)
+        fp.frameno = 0
+        st.frames = [frame]
+        st.branches = 1
+        return st
+
+    def do_check_main(self) -> None:
+        self.cur = self.init_state()
+        self.insn_idx = 0
+        self.prev_insn_idx = -1
+        self.do_check()
+
+    # -- the loop ------------------------------------------------------------------------
+    def do_check(self) -> None:
+        insns = self.insns
+        n = len(insns)
+        do_print_state = False
+        level = self.log.level
+        while True:
+            idx = self.insn_idx
+            if idx >= n or idx < 0:
+                self.fail(errno.EFAULT, f"invalid insn idx {idx} insn_cnt {n}")
+            insn = insns[idx]
+            self.insn_processed += 1
+            if self.insn_processed > BPF_COMPLEXITY_LIMIT_INSNS:
+                self.fail(errno.E2BIG, f"BPF program is too large. Processed "
+                          f"{self.insn_processed} insn")
+            self.cur.insn_idx = idx
+            if idx in self.prune_points:
+                if self.is_state_visited(idx):
+                    if level:
+                        if do_print_state:
+                            self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}: safe\n")
+                        else:
+                            self.verbose(f"{idx}: safe\n")
+                    if self.finish_path():
+                        return
+                    do_print_state = True
+                    continue
+            if level & 2 and do_print_state:
+                self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}:")
+                self.verbose(self.cur.format(print_all=True) + "\n")
+                do_print_state = False
+                self.scratched.clear()
+            if level:
+                if self.scratched:
+                    self.print_insn_state()
+                self.prev_log_pos = self.log.end_pos
+                text = f"{idx}: ({insn.code:02x}) {format_insn(insns, idx, **self.disasm_opts())}\n"
+                self.verbose(text)
+                self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
+                self.prev_log_pos = self.log.end_pos
+            self.prev_insn_idx = idx
+            ended = self.do_insn(insn, idx)
+            if ended:
+                if self.finish_path():
+                    return
+                do_print_state = True
+
+    def disasm_opts(self) -> dict[str, Any]:
+        return {"allow_ptr_leaks": self.allow_ptr_leaks}
+
+    def print_insn_state(self, idx: int | None = None) -> None:
+        """print_insn_state: annotate the last insn line with what changed."""
+        if self.prev_log_pos and self.prev_log_pos == self.log.end_pos:
+            self.log.reset(self.prev_log_pos - 1)
+            pad = _vlog_alignment(self.prev_insn_print_pos)
+            self.verbose(" " * pad + ";")
+        else:
+            self.verbose(f"{self.insn_idx if idx is None else idx}:")
+        self.verbose(self.cur.format(self.scratched, print_all=False) + "\n")
+        self.scratched.clear()
+
+    def scratch(self, regno: int) -> None:
+        self.scratched.add(regno)
+
+    def finish_path(self) -> bool:
+        """process_bpf_exit: end this path; pop the next one. True when none is left."""
+        self.update_branch_counts(self.cur)
+        if not self.stack:
+            return True
+        elem = self.stack.pop()
+        if not self.log.level & 2:
+            self.log.reset(elem.log_pos)
+        self.cur = elem.state
+        self.insn_idx = elem.insn_idx
+        self.prev_insn_idx = elem.prev_insn_idx
+        self.scratched.clear()
+        return False
+
+    def update_branch_counts(self, st: VerifierState | None) -> None:
+        while st is not None:
+            st.branches -= 1
+            if st.branches:
+                break
+            st = st.parent
+
+    def push_stack(self, insn_idx: int, prev_insn_idx: int) -> VerifierState:
+        other = self.cur.copy()
+        other.branches = 1
+        if other.parent is not None:
+            other.parent.branches += 1
+        self.stack.append(_Pending(other, insn_idx, prev_insn_idx, self.log.end_pos))
+        if len(self.stack) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
+            self.fail(errno.E2BIG, f"The sequence of {len(self.stack)} jumps is too complex.")
+        return other
+
+    # -- pruning ---------------------------------------------------------------------------
+    def is_state_visited(self, idx: int) -> bool:
+        from .prune import states_equal
+
+        cur = self.cur
+        lst = self.explored.setdefault(idx, [])
+        for old in lst:
+            if old.branches:
+                if states_equal(self, old, cur, exact=True) and self._maybe_looping(old, cur):
+                    self.verbose(f"infinite loop detected at insn {idx}\n")
+                    self.verbose("cur state:" + cur.format(print_all=True) + "\n")
+                    self.verbose("old state:" + old.format(print_all=True) + "\n")
+                    raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
+                continue
+            if states_equal(self, old, cur, exact=False):
+                return True
+        new = cur.copy()
+        new.branches = cur.branches
+        new.parent = cur.parent
+        new.insn_idx = idx
+        cur.parent = new
+        lst.append(new)
+        self.total_states += 1
+        self.peak_states = max(self.peak_states, self.total_states)
+        self.max_states_per_insn = max(self.max_states_per_insn, len(lst))
+        return False
+
+    @staticmethod
+    def _maybe_looping(old: VerifierState, cur: VerifierState) -> bool:
+        """states_maybe_looping: same frames and callsites."""
+        if old.curframe != cur.curframe:
+            return False
+        return all(a.callsite == b.callsite for a, b in zip(old.frames, cur.frames, strict=False))
+
+    # -- registers ---------------------------------------------------------------------------
+    def check_reg_arg(self, regno: int, t: int) -> RegState:
+        if regno >= MAX_BPF_REG:
+            self.fail(errno.EINVAL, f"R{regno} is invalid")
+        reg = self.cur.regs[regno]
+        self.scratch(regno)
+        if t == SRC_OP:
+            if reg.type == RegType.NOT_INIT:
+                self.fail(errno.EACCES, f"R{regno} !read_ok")
+            return reg
+        if regno == BPF_REG_FP:
+            self.fail(errno.EACCES, "frame pointer is read only")
+        if t == DST_OP:
+            reg.mark_unknown()
+        return reg
+
+    def is_pointer_value(self, regno: int) -> bool:
+        """is_pointer_value: a pointer that unprivileged programs must not leak."""
+        if self.allow_ptr_leaks:
+            return False
+        return self.cur.regs[regno].is_pointer
+
+    # -- one instruction ---------------------------------------------------------------------
+    def do_insn(self, insn: Insn, idx: int) -> bool:
+        """Check and apply one instruction; True when the path ends here."""
+        cls = insn.code & 0x07
+        if cls in (0x04, 0x07):
+            from .alu import check_alu_op
+
+            check_alu_op(self, insn)
+            self.insn_idx += 1
+        elif cls == 0x01:
+            from .mem import check_load
+
+            check_load(self, insn, idx)
+            self.insn_idx += 1
+        elif cls == 0x03:
+            from .mem import check_atomic, check_store_reg
+
+            if insn.code & 0xE0 == 0xC0:
+                check_atomic(self, insn, idx)
+            elif insn.code & 0xE0 == 0x60 and not insn.imm:
+                check_store_reg(self, insn, idx)
+            else:
+                self.fail(errno.EINVAL, "BPF_STX uses reserved fields")
+            self.insn_idx += 1
+        elif cls == 0x02:
+            from .mem import check_store_imm
+
+            if insn.code & 0xE0 != 0x60 or insn.src:
+                self.fail(errno.EINVAL, "BPF_ST uses reserved fields")
+            check_store_imm(self, insn, idx)
+            self.insn_idx += 1
+        elif cls in (0x05, 0x06):
+            return self.do_jmp(insn, idx, cls)
+        elif cls == 0x00:
+            mode = insn.code & 0xE0
+            if mode in (0x20, 0x40):
+                from .mem import check_ld_abs
+
+                check_ld_abs(self, insn)
+                self.insn_idx += 1
+            elif mode == 0x00:
+                self.check_ld_imm(insn, idx)
+                self.insn_idx += 2
+            else:
+                self.fail(errno.EINVAL, "invalid BPF_LD mode")
+        else:  # pragma: no cover - all eight classes are handled
+            self.fail(errno.EINVAL, f"unknown insn class {cls}")
+        return False
+
+    def do_jmp(self, insn: Insn, idx: int, cls: int) -> bool:
+        op = insn.code & 0xF0
+        if op == 0x80:  # BPF_CALL
+            if (insn.code & 0x08 or (insn.src != 2 and insn.off != 0)
+                    or insn.src not in (0, 1, 2) or insn.dst != 0 or cls == 0x06):
+                self.fail(errno.EINVAL, "BPF_CALL uses reserved fields")
+            if self.cur.active_locks and insn.src != 2 and not (
+                    insn.src == 0 and insn.imm == 94):
+                self.fail(errno.EINVAL, "function calls are not allowed while holding a lock")
+            from .calls import check_func_call, check_helper_call, check_kfunc_call
+
+            if insn.src == 1:
+                check_func_call(self, insn, idx)
+            elif insn.src == 2:
+                check_kfunc_call(self, insn, idx)
+            else:
+                check_helper_call(self, insn, idx)
+                self.insn_idx += 1
+            return False
+        if op == 0x00:  # BPF_JA
+            if (insn.code & 0x08 or insn.src or insn.dst or (cls == 0x05 and insn.imm)
+                    or (cls == 0x06 and insn.off)):
+                self.fail(errno.EINVAL, "BPF_JA uses reserved fields")
+            self.insn_idx += (insn.off if cls == 0x05 else insn.imm) + 1
+            return False
+        if op == 0x90:  # BPF_EXIT
+            if insn.code & 0x08 or insn.imm or insn.src or insn.dst or cls == 0x06:
+                self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields")
+            from .calls import process_exit
+
+            return process_exit(self, idx)
+        from .branch import check_cond_jmp_op
+
+        check_cond_jmp_op(self, insn, idx)
+        return False
+
+    def check_ld_imm(self, insn: Insn, idx: int) -> None:
+        """check_ld_imm: lddw of a constant, a map, a map value or a subprogram."""
+        if insn.off != 0:
+            self.fail(errno.EINVAL, "BPF_LD_IMM64 uses reserved fields")
+        dst = self.check_reg_arg(insn.dst, DST_OP)
+        nxt = self.insns[idx + 1]
+        src = insn.src
+        if src == 0:
+            dst.mark_known((insn.imm & 0xFFFF_FFFF) | ((nxt.imm & 0xFFFF_FFFF) << 32))
+            return
+        dst.mark_not_init()
+        if src == 4:  # BPF_PSEUDO_FUNC
+            dst.type = RegType.PTR_TO_FUNC
+            dst.scalar = S.mark_reg_known(0)
+            dst.extra = idx + insn.imm + 1
+            return
+        m, off, kind = self.ld_imm64[idx]
+        if kind in (1, 5):
+            dst.set_ptr(RegType.CONST_PTR_TO_MAP)
+        else:
+            dst.set_ptr(RegType.PTR_TO_MAP_VALUE, off)
+            if getattr(m, "frozen", False) and m.map_flags & (1 << 7):
+                dst.type |= MEM_RDONLY
+        dst.map = m
+
+    # -- helpers for submodules ----------------------------------------------------------------
+    def mark_reg_unknown(self, regno: int) -> None:
+        self.cur.regs[regno].mark_unknown()
+
+    def func(self, reg: RegState) -> FuncState:
+        """The frame a PTR_TO_STACK register points into."""
+        return self.cur.frames[reg.frameno]
+
+    def iter_regs(self, st: VerifierState | None = None) -> Any:
+        """Every register and spilled register of every frame (bpf_for_each_reg_in_vstate)."""
+        st = st or self.cur
+        for frame in st.frames:
+            yield from frame.regs
+            for slot in frame.stack:
+                if slot.is_spill and slot.spilled is not None:
+                    yield slot.spilled
+
+
+def _vlog_alignment(pos: int) -> int:
+    """vlog_alignment: pad the state annotation to a tab stop (40, then 8s)."""
+    target = max(pos + 4, 40)
+    target = (target + 7) // 8 * 8
+    return target - pos - 1
+
+
+# Re-exports used by the submodules.
+__all__ += ["SRC_OP", "DST_OP", "DST_OP_NO_MARK", "StackSlot", "SlotType", "Tnum",
+            "tnum_is_const", "tnum_is_unknown", "reg_type_str", "base_type", "Callable",
+            "subprog_of", "MAX_CALL_FRAMES", "BPF_REG_SIZE"]

@@ -1,0 +1,709 @@
+"""Memory instructions: ``check_mem_access`` and everything it dispatches to.
+
+Loads, stores, atomics and the legacy packet loads, checked per pointer type:
+the stack (slot tracking, spills and fills), the ctx (the program type's
+``is_valid_access``), map values and keys (bounds with variable offsets),
+packets (the range proven against ``data_end``), and the rest.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from ..isa.insn import Insn
+from ..uapi import ProgType
+from . import scalar as S
+from .state import BPF_REG_SIZE, FuncState, RegState, SlotType
+from .tnum import tnum_add, tnum_const, tnum_is_aligned, tnum_is_const, tnum_strn
+from .types import MEM_RDONLY, PTR_MAYBE_NULL, RegType, base_type, reg_type_str
+
+if TYPE_CHECKING:
+    from .check import Verifier
+
+__all__ = ["check_atomic", "check_ld_abs", "check_load", "check_map_access",
+           "check_mem_access", "check_store_imm", "check_store_reg"]
+
+SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
+READ, WRITE = False, True
+MAX_BPF_STACK = 512
+BPF_MAX_VAR_OFF = 1 << 29
+S64_MIN = -(1 << 63)
+SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+_ALIGN_DESC = {
+    RegType.PTR_TO_FLOW_KEYS: "flow keys ", RegType.PTR_TO_MAP_KEY: "key ",
+    RegType.PTR_TO_MAP_VALUE: "value ", RegType.PTR_TO_CTX: "context ",
+    RegType.PTR_TO_STACK: "stack ", RegType.PTR_TO_SOCKET: "sock ",
+    RegType.PTR_TO_SOCK_COMMON: "sock_common ", RegType.PTR_TO_TCP_SOCK: "tcp_sock ",
+    RegType.PTR_TO_XDP_SOCK: "xdp_sock ",
+}
+_SPILLABLE = {RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_CTX,
+              RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END,
+              RegType.PTR_TO_FLOW_KEYS, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_SOCKET,
+              RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK,
+              RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BUF, RegType.PTR_TO_MEM,
+              RegType.PTR_TO_FUNC, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_ARENA}
+_SK_TYPES = {RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK,
+             RegType.PTR_TO_XDP_SOCK}
+_MISMATCH_STRICT = {RegType.PTR_TO_CTX, RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON,
+                    RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK, RegType.PTR_TO_BTF_ID,
+                    RegType.PTR_TO_ARENA}
+#: Program types that may read packets directly, and those that may also write.
+_PKT_READ = {ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_SEG6LOCAL, ProgType.SK_REUSEPORT,
+             ProgType.FLOW_DISSECTOR, ProgType.CGROUP_SKB}
+_PKT_RW = {ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.XDP, ProgType.LWT_XMIT,
+           ProgType.SK_SKB, ProgType.SK_MSG}
+
+
+# -- entry points from do_check ---------------------------------------------------------------
+def check_load(v: Verifier, insn: Insn, idx: int) -> None:
+    mode = insn.code & 0xE0
+    v.check_reg_arg(insn.src, SRC_OP)
+    v.check_reg_arg(insn.dst, DST_OP_NO_MARK)
+    src_type = v.cur.regs[insn.src].type
+    check_mem_access(v, idx, insn.src, insn.off, SIZES[insn.code & 0x18], READ, insn.dst,
+                     is_ldsx=mode == 0x80)
+    save_aux_ptr_type(v, idx, src_type)
+
+
+def check_store_reg(v: Verifier, insn: Insn, idx: int) -> None:
+    v.check_reg_arg(insn.src, SRC_OP)
+    v.check_reg_arg(insn.dst, SRC_OP)
+    dst_type = v.cur.regs[insn.dst].type
+    check_mem_access(v, idx, insn.dst, insn.off, SIZES[insn.code & 0x18], WRITE, insn.src)
+    save_aux_ptr_type(v, idx, dst_type)
+
+
+def check_store_imm(v: Verifier, insn: Insn, idx: int) -> None:
+    v.check_reg_arg(insn.dst, SRC_OP)
+    dst_type = v.cur.regs[insn.dst].type
+    check_mem_access(v, idx, insn.dst, insn.off, SIZES[insn.code & 0x18], WRITE, -1, st_imm=insn)
+    save_aux_ptr_type(v, idx, dst_type)
+
+
+def save_aux_ptr_type(v: Verifier, idx: int, t: int) -> None:
+    prev = v.aux_ptr_type.get(idx)
+    if prev is None:
+        v.aux_ptr_type[idx] = t
+    elif t != prev and (base_type(t) in _MISMATCH_STRICT or base_type(prev) in _MISMATCH_STRICT):
+        v.fail(errno.EINVAL, "same insn cannot be used with different pointers")
+
+
+def check_atomic(v: Verifier, insn: Insn, idx: int) -> None:
+    imm = insn.imm
+    size = SIZES[insn.code & 0x18]
+    if imm in (0x100, 0x110):
+        _check_atomic_load_store(v, insn, idx, imm == 0x100)
+        return
+    if imm not in (0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xA0, 0xA1, 0xE1, 0xF1):
+        v.fail(errno.EINVAL, f"BPF_ATOMIC uses invalid atomic opcode {imm & 0xFF:02x}")
+    if size not in (4, 8):
+        v.fail(errno.EINVAL, "invalid atomic operand size")
+    v.check_reg_arg(insn.src, SRC_OP)
+    v.check_reg_arg(insn.dst, SRC_OP)
+    if imm == 0xF1:
+        v.check_reg_arg(0, SRC_OP)
+        if v.is_pointer_value(0):
+            v.fail(errno.EACCES, "R0 leaks addr into mem")
+    if v.is_pointer_value(insn.src):
+        v.fail(errno.EACCES, f"R{insn.src} leaks addr into mem")
+    dreg = v.cur.regs[insn.dst]
+    if dreg.type in (RegType.PTR_TO_CTX, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META,
+                     RegType.PTR_TO_PACKET_END, RegType.PTR_TO_FLOW_KEYS) or \
+            base_type(dreg.type) in _SK_TYPES:
+        v.fail(errno.EACCES, f"BPF_ATOMIC stores into R{insn.dst} {reg_type_str(dreg.type)} "
+               "is not allowed")
+    load_reg = -1
+    if imm & 0x01:
+        load_reg = 0 if imm == 0xF1 else insn.src
+        v.check_reg_arg(load_reg, DST_OP)
+    check_mem_access(v, idx, insn.dst, insn.off, size, READ, -1, strict_once=True)
+    if load_reg >= 0:
+        check_mem_access(v, idx, insn.dst, insn.off, size, READ, load_reg, strict_once=True)
+    check_mem_access(v, idx, insn.dst, insn.off, size, WRITE, -1, strict_once=True)
+
+
+def _check_atomic_load_store(v: Verifier, insn: Insn, idx: int, load: bool) -> None:
+    size = SIZES[insn.code & 0x18]
+    if load:
+        v.check_reg_arg(insn.src, SRC_OP)
+        v.check_reg_arg(insn.dst, DST_OP_NO_MARK)
+        check_mem_access(v, idx, insn.src, insn.off, size, READ, insn.dst, strict_once=True)
+    else:
+        v.check_reg_arg(insn.src, SRC_OP)
+        v.check_reg_arg(insn.dst, SRC_OP)
+        check_mem_access(v, idx, insn.dst, insn.off, size, WRITE, insn.src, strict_once=True)
+
+
+def check_ld_abs(v: Verifier, insn: Insn) -> None:
+    if v.prog_type not in (ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+        v.fail(errno.EINVAL, "BPF_LD_[ABS|IND] instructions not allowed for this program type")
+    mode = insn.code & 0xE0
+    if insn.dst or insn.off or insn.code & 0x18 == 0x18 or (mode == 0x20 and insn.src):
+        v.fail(errno.EINVAL, "BPF_LD_[ABS|IND] uses reserved fields")
+    v.check_reg_arg(6, SRC_OP)
+    from .calls import check_resource_leak
+
+    check_resource_leak(v, "BPF_LD_[ABS|IND]")
+    regs = v.cur.regs
+    if regs[6].type != RegType.PTR_TO_CTX:
+        v.fail(errno.EINVAL, "at the time of BPF_LD_ABS|IND R6 != pointer to skb")
+    if mode == 0x40:
+        v.check_reg_arg(insn.src, SRC_OP)
+    check_ptr_off_reg(v, regs[6], 6)
+    for r in range(6):
+        regs[r].mark_not_init()
+        v.scratch(r)
+    regs[0].mark_unknown()
+    regs[0].subreg_def = v.insn_idx + 1
+
+
+# -- check_mem_access ------------------------------------------------------------------------------
+def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, write: bool,
+                     value_regno: int, *, strict_once: bool = False, is_ldsx: bool = False,
+                     st_imm: Insn | None = None) -> None:
+    regs = v.cur.regs
+    reg = regs[regno]
+    check_ptr_alignment(v, reg, off, size, strict_once)
+    off += reg.off
+    t = reg.type
+    base = base_type(t)
+    if t == RegType.PTR_TO_MAP_KEY:
+        if write:
+            v.fail(errno.EACCES, f"write to change key R{regno} not allowed")
+        check_mem_region_access(v, regno, off, size, reg.map.key_size, False)
+        if value_regno >= 0:
+            regs[value_regno].mark_unknown()
+    elif base == RegType.PTR_TO_MAP_VALUE and not t & PTR_MAYBE_NULL:
+        if write and value_regno >= 0 and v.is_pointer_value(value_regno):
+            v.fail(errno.EACCES, f"R{value_regno} leaks addr into map")
+        check_map_access_type(v, regno, off, size, write)
+        check_map_access(v, regno, off, size, False)
+        if not write and value_regno >= 0:
+            m = reg.map
+            if tnum_is_const(reg.scalar.var_off) and _map_is_rdonly(m):
+                val = _map_direct_read(m, off + reg.scalar.var_off.value, size, is_ldsx)
+                regs[value_regno].mark_known(val)
+            else:
+                regs[value_regno].mark_unknown()
+    elif base == RegType.PTR_TO_MEM:
+        if t & PTR_MAYBE_NULL:
+            v.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(t)}'")
+        rdonly = bool(t & MEM_RDONLY)
+        if write and rdonly:
+            v.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(t)}")
+        if write and value_regno >= 0 and v.is_pointer_value(value_regno):
+            v.fail(errno.EACCES, f"R{value_regno} leaks addr into mem")
+        check_mem_region_access(v, regno, off, size, reg.mem_size, False)
+        if value_regno >= 0 and (not write or rdonly):
+            regs[value_regno].mark_unknown()
+    elif t == RegType.PTR_TO_CTX:
+        if write and value_regno >= 0 and v.is_pointer_value(value_regno):
+            v.fail(errno.EACCES, f"R{value_regno} leaks addr into ctx")
+        check_ptr_off_reg(v, reg, regno)
+        loaded = check_ctx_access(v, off, size, write)
+        if not write and value_regno >= 0:
+            dst = regs[value_regno]
+            if base_type(loaded) == RegType.SCALAR_VALUE:
+                dst.mark_unknown()
+            else:
+                dst.set_ptr(loaded)
+                if loaded & PTR_MAYBE_NULL:
+                    dst.id = v.new_id()
+            dst.type = loaded
+    elif t == RegType.PTR_TO_STACK:
+        check_stack_access_within_bounds(v, regno, off, size, write)
+        if write:
+            check_stack_write(v, regno, off, size, value_regno, st_imm)
+        else:
+            check_stack_read(v, regno, off, size, value_regno)
+    elif t in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+        if write and not may_access_direct_pkt_data(v, True):
+            v.fail(errno.EACCES, "cannot write into packet")
+        if write and value_regno >= 0 and v.is_pointer_value(value_regno):
+            v.fail(errno.EACCES, f"R{value_regno} leaks addr into packet")
+        check_packet_access(v, regno, off, size, False)
+        if not write and value_regno >= 0:
+            regs[value_regno].mark_unknown()
+    elif t == RegType.PTR_TO_FLOW_KEYS:
+        if write and value_regno >= 0 and v.is_pointer_value(value_regno):
+            v.fail(errno.EACCES, f"R{value_regno} leaks addr into flow keys")
+        if size < 0 or off < 0 or off + size > 56:
+            v.fail(errno.EACCES, f"invalid access to flow keys off={off} size={size}")
+        if not write and value_regno >= 0:
+            regs[value_regno].mark_unknown()
+    elif t in _SK_TYPES:
+        if write:
+            v.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(t)}")
+        check_sock_access(v, regno, reg, off, size)
+        if value_regno >= 0:
+            regs[value_regno].mark_unknown()
+    elif t == RegType.CONST_PTR_TO_MAP:
+        v.fail(errno.EACCES, "only read from bpf_array is supported" if not write else
+               "only read from bpf_array is supported")
+    else:
+        v.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(t)}'")
+    if size < BPF_REG_SIZE and value_regno >= 0 and not write:
+        dst = regs[value_regno]
+        if dst.type == RegType.SCALAR_VALUE:
+            if is_ldsx:
+                dst.scalar = S.coerce_reg_to_size_sx(dst.scalar, size)
+            else:
+                dst.scalar = S.coerce_reg_to_size(dst.scalar, size)
+
+
+def _map_is_rdonly(m: Any) -> bool:
+    """bpf_map_is_rdonly: frozen, and the program may not write (BPF_F_RDONLY_PROG)."""
+    return bool(getattr(m, "frozen", False) and m.map_flags & (1 << 7)
+                and getattr(m, "direct_value_addr", None) is not None)
+
+
+def _map_direct_read(m: Any, off: int, size: int, is_ldsx: bool) -> int:
+    data = m.runtime.memory.read(m.direct_value_addr() + off, size)
+    val = int.from_bytes(data, "little")
+    if is_ldsx:
+        bits = 8 * size
+        val = ((val ^ (1 << (bits - 1))) - (1 << (bits - 1))) & ((1 << 64) - 1)
+    return val
+
+
+def check_ptr_alignment(v: Verifier, reg: RegState, off: int, size: int,
+                        strict_once: bool) -> None:
+    strict = v.strict_alignment or strict_once
+    t = reg.type
+    if t in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+        if not strict or size == 1:
+            return
+        reg_off = tnum_add(reg.scalar.var_off, tnum_const(2 + reg.off + off))
+        if not tnum_is_aligned(reg_off, size):
+            v.fail(errno.EACCES, f"misaligned packet access off 2+{tnum_strn(reg.scalar.var_off)}"
+                   f"+{reg.off}+{off} size {size}")
+        return
+    if t == RegType.PTR_TO_ARENA:
+        return
+    desc = _ALIGN_DESC.get(t, "")
+    if t == RegType.PTR_TO_STACK:
+        strict = True
+    if not strict or size == 1:
+        return
+    reg_off = tnum_add(reg.scalar.var_off, tnum_const((reg.off + off) & ((1 << 64) - 1)))
+    if not tnum_is_aligned(reg_off, size):
+        v.fail(errno.EACCES, f"misaligned {desc}access off {tnum_strn(reg.scalar.var_off)}"
+               f"+{reg.off}+{off} size {size}")
+
+
+def check_ptr_off_reg(v: Verifier, reg: RegState, regno: int, fixed_off_ok: bool = False) -> None:
+    name = reg_type_str(reg.type)
+    if reg.off < 0:
+        v.fail(errno.EACCES, f"negative offset {name} ptr R{regno} off={reg.off} disallowed")
+    if not fixed_off_ok and reg.off:
+        v.fail(errno.EACCES, f"dereference of modified {name} ptr R{regno} off={reg.off} "
+               "disallowed")
+    vo = reg.scalar.var_off
+    if not tnum_is_const(vo) or vo.value:
+        v.fail(errno.EACCES, f"variable {name} access var_off={tnum_strn(vo)} disallowed")
+
+
+def check_ctx_access(v: Verifier, off: int, size: int, write: bool) -> int:
+    """The program type's is_valid_access; the type of what a load gives."""
+    ops = v.ops
+    loaded: int | None = None
+    if ops is not None:
+        if ops.is_valid_access is not None:
+            loaded = ops.is_valid_access(off, size, write, v.prog)
+        elif ops.ctx is not None:
+            loaded = _layout_access(ops.ctx, off, size, write)
+    if loaded is None:
+        v.fail(errno.EACCES, f"invalid bpf_context access off={off} size={size}")
+    return loaded  # type: ignore[return-value]
+
+
+def _layout_access(layout: Any, off: int, size: int, write: bool) -> int | None:
+    """A default is_valid_access from a ctx layout: whole or narrower loads of
+    readable fields, whole stores of writable ones; pointer fields only whole."""
+    from .check import CTX_POINTER_FIELDS
+
+    if off < 0 or size not in (1, 2, 4, 8):
+        return None
+    f = layout.field_at(off, size)
+    if f is None:
+        return None
+    if write:
+        return RegType.SCALAR_VALUE if f.writable and size == f.size and off == f.offset \
+            else None
+    if not f.readable:
+        return None
+    if f.pointer:
+        if off != f.offset or size != f.size:
+            return None
+        return CTX_POINTER_FIELDS.get(f.name, RegType.SCALAR_VALUE)
+    if off % size:
+        return None
+    return RegType.SCALAR_VALUE
+
+
+def may_access_direct_pkt_data(v: Verifier, write: bool) -> bool:
+    pt = v.prog_type
+    if pt in _PKT_READ:
+        return not write
+    if pt in _PKT_RW:
+        return True
+    return pt == ProgType.CGROUP_SOCKOPT
+
+
+def check_map_access_type(v: Verifier, regno: int, off: int, size: int, write: bool) -> None:
+    reg = v.cur.regs[regno]
+    m = reg.map
+    flags = m.map_flags
+    if write and flags & (1 << 7):  # BPF_F_RDONLY_PROG
+        v.fail(errno.EACCES, f"write into map forbidden, value_size={m.value_size} off={off} "
+               f"size={size}")
+    if not write and flags & (1 << 8):  # BPF_F_WRONLY_PROG
+        v.fail(errno.EACCES, f"read from map forbidden, value_size={m.value_size} off={off} "
+               f"size={size}")
+
+
+def check_map_access(v: Verifier, regno: int, off: int, size: int, zero_size_allowed: bool,
+                     quiet: bool = False) -> None:
+    reg = v.cur.regs[regno]
+    check_mem_region_access(v, regno, off, size, reg.map.value_size, zero_size_allowed, quiet)
+    if getattr(reg.map, "spin_lock_off", None) is not None:
+        lo = reg.map.spin_lock_off
+        start = off + reg.scalar.smin
+        end = off + reg.scalar.umax + size
+        if start < lo + 4 and end > lo:
+            v.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store")
+
+
+def _check_mem(v: Verifier, regno: int, off: int, size: int, mem_size: int,
+               zero_ok: bool, quiet: bool) -> bool:
+    """__check_mem_access: print why an access is outside and return False."""
+    size_ok = size > 0 or (size == 0 and zero_ok)
+    if off >= 0 and size_ok and off + size <= mem_size:
+        return True
+    if quiet:
+        return False
+    reg = v.cur.regs[regno]
+    t = reg.type
+    if t == RegType.PTR_TO_MAP_KEY:
+        v.verbose(f"invalid access to map key, key_size={mem_size} off={off} size={size}\n")
+    elif base_type(t) == RegType.PTR_TO_MAP_VALUE:
+        v.verbose(f"invalid access to map value, value_size={mem_size} off={off} size={size}\n")
+    elif t in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END):
+        v.verbose(f"invalid access to packet, off={off} size={size}, R{regno}(id={reg.id},"
+                  f"off={off},r={mem_size})\n")
+    else:
+        v.verbose(f"invalid access to memory, mem_size={mem_size} off={off} size={size}\n")
+    return False
+
+
+def check_mem_region_access(v: Verifier, regno: int, off: int, size: int, mem_size: int,
+                            zero_size_allowed: bool, quiet: bool = False) -> None:
+    reg = v.cur.regs[regno]
+    s = reg.scalar
+    fail = v.fail if not quiet else _raise_quiet
+    if s.smin < 0 and (s.smin == S64_MIN or off + s.smin != _s32(off + s.smin)
+                       or s.smin + off < 0):
+        fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
+             "if (index >=0) check.")
+    if not _check_mem(v, regno, s.smin + off, size, mem_size, zero_size_allowed, quiet):
+        fail(errno.EACCES, f"R{regno} min value is outside of the allowed memory range")
+    if s.umax >= BPF_MAX_VAR_OFF:
+        fail(errno.EACCES, f"R{regno} unbounded memory access, make sure to bounds check any "
+             "such access")
+    if not _check_mem(v, regno, s.umax + off, size, mem_size, zero_size_allowed, quiet):
+        fail(errno.EACCES, f"R{regno} max value is outside of the allowed memory range")
+
+
+def _raise_quiet(err: int, message: str) -> None:
+    from .log import VerifierAbort
+
+    raise VerifierAbort(err, message)
+
+
+def _s32(x: int) -> int:
+    x &= 0xFFFF_FFFF
+    return x - (1 << 32) if x >> 31 else x
+
+
+def check_packet_access(v: Verifier, regno: int, off: int, size: int,
+                        zero_size_allowed: bool) -> None:
+    reg = v.cur.regs[regno]
+    if reg.scalar.smin < 0:
+        v.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
+               "if (index >=0) check.")
+    ok = reg.range >= 0 and _check_mem(v, regno, off, size, reg.range, zero_size_allowed, False)
+    if not ok:
+        v.fail(errno.EACCES, f"R{regno} offset is outside of the packet")
+
+
+def check_sock_access(v: Verifier, regno: int, reg: RegState, off: int, size: int) -> None:
+    from ..progs.sock import sock_access_ok  # type: ignore[import-not-found]
+
+    if not sock_access_ok(base_type(reg.type), off, size):
+        v.fail(errno.EACCES, f"R{regno} invalid {reg_type_str(base_type(reg.type))} access "
+               f"off={off} size={size}")
+
+
+# -- the stack ---------------------------------------------------------------------------------------
+def check_stack_access_within_bounds(v: Verifier, regno: int, off: int, size: int,
+                                     write: bool) -> None:
+    reg = v.cur.regs[regno]
+    state = v.func(reg)
+    extra = " write to" if write else " read from"
+    vo = reg.scalar.var_off
+    if tnum_is_const(vo):
+        min_off = S.s64(vo.value) + off
+        max_off = min_off + size
+    else:
+        if reg.scalar.smax >= BPF_MAX_VAR_OFF or reg.scalar.smin <= -BPF_MAX_VAR_OFF:
+            v.fail(errno.EACCES, f"invalid unbounded variable-offset{extra} stack R{regno}")
+        min_off = reg.scalar.smin + off
+        max_off = reg.scalar.smax + off + size
+    min_valid = -MAX_BPF_STACK if (write or v.allow_uninit_stack) else -state.allocated_stack
+    bad = min_off < min_valid or min_off > -1 or max_off > 0 or size < 0
+    if bad:
+        if tnum_is_const(vo):
+            v.fail(errno.EACCES, f"invalid{extra} stack R{regno} off={off} size={size}")
+        v.fail(errno.EACCES, f"invalid variable-offset{extra} stack R{regno} var_off="
+               f"{tnum_strn(vo)} off={off} size={size}")
+    grow_stack(v, state, -min_off)
+
+
+def grow_stack(v: Verifier, state: FuncState, size: int) -> None:
+    state.grow_stack(size)
+    sub = state.subprogno
+    aligned = (size + 7) // 8 * 8
+    if aligned > v.subprog_stack_depth.get(sub, 0):
+        v.subprog_stack_depth[sub] = aligned
+
+
+def check_stack_access_for_ptr_arithmetic(v: Verifier, regno: int, reg: RegState,
+                                          off: int) -> None:
+    """For unprivileged programs: a stack pointer must stay a valid stack address."""
+    vo = reg.scalar.var_off
+    if not tnum_is_const(vo):
+        v.fail(errno.EACCES, f"R{regno} variable stack access prohibited for !root, var_off="
+               f"{tnum_strn(vo)} off={off}")
+    if off >= 0 or off < -MAX_BPF_STACK:
+        v.fail(errno.EACCES, f"R{regno} stack pointer arithmetic goes out of range, prohibited "
+               f"for !root; off={off}")
+
+
+def _slot_index(off: int) -> tuple[int, int]:
+    slot = -off - 1
+    return slot, slot // BPF_REG_SIZE
+
+
+def check_stack_write(v: Verifier, regno: int, off: int, size: int, value_regno: int,
+                      st_imm: Insn | None) -> None:
+    reg = v.cur.regs[regno]
+    state = v.func(reg)
+    if tnum_is_const(reg.scalar.var_off):
+        off += S.s64(reg.scalar.var_off.value)
+        _stack_write_fixed(v, state, off, size, value_regno, st_imm)
+    else:
+        _stack_write_var(v, state, reg, off, size, value_regno, st_imm)
+
+
+def _save_register_state(v: Verifier, state: FuncState, spi: int, reg: RegState,
+                         size: int) -> None:
+    slot = state.stack[spi]
+    slot.spilled = reg.copy()
+    types = slot.slot_type
+    for i in range(BPF_REG_SIZE, BPF_REG_SIZE - size, -1):
+        types[i - 1] = SlotType.SPILL
+    for i in range(BPF_REG_SIZE - size, 0, -1):
+        if types[i - 1] not in (SlotType.ZERO, SlotType.INVALID):
+            types[i - 1] = SlotType.MISC
+
+
+def _stack_write_fixed(v: Verifier, state: FuncState, off: int, size: int, value_regno: int,
+                       st_imm: Insn | None) -> None:
+    slot_no, spi = _slot_index(off)
+    stack_slot = state.stack[spi]
+    if not v.allow_ptr_leaks and stack_slot.is_spill and stack_slot.spilled is not None \
+            and stack_slot.spilled.type != RegType.SCALAR_VALUE and size != BPF_REG_SIZE:
+        v.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack")
+    cur = v.cur.frame
+    reg = cur.regs[value_regno] if value_regno >= 0 else None
+    v.scratch(-(spi + 1))
+    if reg is not None and off % BPF_REG_SIZE == 0 and reg.type == RegType.SCALAR_VALUE \
+            and v.bpf_capable:
+        width = _reg_width(reg)
+        fits = width <= 8 * size
+        if fits:
+            from .alu import assign_scalar_id_before_mov
+
+            assign_scalar_id_before_mov(v, reg)
+        _save_register_state(v, state, spi, reg, size)
+        if not fits:
+            stack_slot.spilled.id = 0  # type: ignore[union-attr]
+    elif reg is None and off % BPF_REG_SIZE == 0 and st_imm is not None and v.bpf_capable:
+        tmp = RegState()
+        tmp.mark_known(st_imm.imm)
+        _save_register_state(v, state, spi, tmp, size)
+    elif reg is not None and base_type(reg.type) in _SPILLABLE:
+        if size != BPF_REG_SIZE:
+            v.fail(errno.EACCES, "invalid size of register spill")
+        if state is not cur and reg.type == RegType.PTR_TO_STACK:
+            v.fail(errno.EINVAL, "cannot spill pointers to stack into stack frame of the caller")
+        _save_register_state(v, state, spi, reg, size)
+    else:
+        new_type = SlotType.MISC
+        if stack_slot.spilled is not None:
+            stack_slot.spilled = None
+        types = stack_slot.slot_type
+        if any(t == SlotType.SPILL for t in types):
+            for i in range(BPF_REG_SIZE):
+                if types[i] == SlotType.SPILL:
+                    types[i] = SlotType.MISC
+        if (reg is not None and reg.type == RegType.SCALAR_VALUE and reg.is_const
+                and reg.const_value == 0) or (reg is None and st_imm is not None
+                                              and st_imm.imm == 0):
+            new_type = SlotType.ZERO
+        for i in range(size):
+            types[(slot_no - i) % BPF_REG_SIZE] = new_type
+
+
+def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, size: int,
+                     value_regno: int, st_imm: Insn | None) -> None:
+    min_off = reg.scalar.smin + off
+    max_off = reg.scalar.smax + off + size
+    value = v.cur.regs[value_regno] if value_regno >= 0 else None
+    zero = (value is not None and value.is_const and value.const_value == 0) or (
+        value is None and st_imm is not None and st_imm.imm == 0)
+    writing_ptr = value is not None and value.is_pointer
+    for i in range(min_off, max_off):
+        slot_no, spi = _slot_index(i)
+        slot = state.stack[spi]
+        stype = slot.slot_type[slot_no % BPF_REG_SIZE]
+        if not v.allow_ptr_leaks and stype == SlotType.SPILL and slot.spilled is not None \
+                and slot.spilled.type != RegType.SCALAR_VALUE:
+            v.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack")
+        if writing_ptr:
+            v.fail(errno.EACCES, f"spilled ptr in range of var-offset stack write; insn {v.insn_idx}")
+        slot.spilled = None
+        if stype == SlotType.INVALID and not v.allow_uninit_stack:
+            v.fail(errno.EACCES, f"uninit stack in range of var-offset write prohibited for "
+                   f"!root; insn {v.insn_idx}, off: {i}")
+        new = SlotType.ZERO if zero and stype == SlotType.ZERO else SlotType.MISC
+        if stype == SlotType.INVALID and zero:
+            new = SlotType.MISC
+        slot.slot_type[slot_no % BPF_REG_SIZE] = new
+
+
+def _reg_width(reg: RegState) -> int:
+    """get_reg_width: bits needed for the register's maximum value."""
+    return reg.scalar.umax.bit_length() if reg.scalar.umax else 0
+
+
+def check_stack_read(v: Verifier, regno: int, off: int, size: int, dst_regno: int) -> None:
+    reg = v.cur.regs[regno]
+    state = v.func(reg)
+    vo = reg.scalar.var_off
+    if tnum_is_const(vo):
+        off += S.s64(vo.value)
+        _stack_read_fixed(v, state, off, size, dst_regno)
+        return
+    # Variable offset: every byte in range must be initialized; the result is unknown.
+    min_off = reg.scalar.smin + off
+    max_off = reg.scalar.smax + off
+    zeros = True
+    for i in range(min_off, max_off + size):
+        slot_no, spi = _slot_index(i)
+        if spi >= len(state.stack):
+            stype = SlotType.INVALID
+        else:
+            stype = state.stack[spi].slot_type[slot_no % BPF_REG_SIZE]
+        if stype == SlotType.ZERO:
+            continue
+        zeros = False
+        if stype in (SlotType.MISC, SlotType.SPILL):
+            continue
+        if stype == SlotType.INVALID and v.allow_uninit_stack:
+            continue
+        v.fail(errno.EACCES, f"invalid variable-offset read from stack R{regno} var_off="
+               f"{tnum_strn(vo)} off={off} size={size}")
+    if dst_regno >= 0:
+        if zeros:
+            v.cur.regs[dst_regno].mark_known(0)
+        else:
+            v.cur.regs[dst_regno].mark_unknown()
+
+
+def _stack_read_fixed(v: Verifier, state: FuncState, off: int, size: int,
+                      dst_regno: int) -> None:
+    slot_no, spi = _slot_index(off)
+    slot = state.stack[spi]
+    types = slot.slot_type
+    spilled = slot.spilled
+    v.scratch(-(spi + 1))
+    regs = v.cur.regs
+    if slot.is_spill and spilled is not None:
+        spill_size = 1
+        i = BPF_REG_SIZE - 1
+        while i > 0 and types[i - 1] == SlotType.SPILL:
+            spill_size += 1
+            i -= 1
+        if size != BPF_REG_SIZE or spill_size != BPF_REG_SIZE:
+            if spilled.type != RegType.SCALAR_VALUE:
+                v.fail(errno.EACCES, "invalid size of register fill")
+            if dst_regno < 0:
+                return
+            if size <= spill_size and _narrow_access_ok(off, size, spill_size):
+                subreg_def = regs[dst_regno].subreg_def
+                regs[dst_regno].assign(spilled)
+                regs[dst_regno].subreg_def = subreg_def
+                if _reg_width(spilled) > size * 8:
+                    regs[dst_regno].id = 0
+            else:
+                spill_cnt = zero_cnt = 0
+                for i in range(size):
+                    stype = types[(slot_no - i) % BPF_REG_SIZE]
+                    if stype == SlotType.SPILL:
+                        spill_cnt += 1
+                    elif stype == SlotType.MISC:
+                        pass
+                    elif stype == SlotType.ZERO:
+                        zero_cnt += 1
+                    elif stype == SlotType.INVALID and v.allow_uninit_stack:
+                        pass
+                    else:
+                        v.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}")
+                if (spill_cnt == size and spilled.is_const and spilled.const_value == 0) \
+                        or zero_cnt == size:
+                    regs[dst_regno].mark_known(0)
+                else:
+                    regs[dst_regno].mark_unknown()
+            return
+        if dst_regno >= 0:
+            if v.bpf_capable:
+                from .alu import assign_scalar_id_before_mov
+
+                assign_scalar_id_before_mov(v, spilled)
+            regs[dst_regno].assign(spilled)
+        elif spilled.is_pointer and not v.allow_ptr_leaks:
+            v.fail(errno.EACCES, f"leaking pointer from stack off {off}")
+        return
+    zeros = 0
+    for i in range(size):
+        stype = types[(slot_no - i) % BPF_REG_SIZE]
+        if stype == SlotType.MISC:
+            continue
+        if stype == SlotType.ZERO:
+            zeros += 1
+            continue
+        if stype == SlotType.INVALID and v.allow_uninit_stack:
+            continue
+        v.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}")
+    if dst_regno >= 0:
+        if zeros == size:
+            regs[dst_regno].mark_known(0)
+        else:
+            regs[dst_regno].mark_unknown()
+
+
+def _narrow_access_ok(off: int, size: int, spill_size: int) -> bool:
+    """bpf_stack_narrow_access_ok (little-endian: the low bytes are at the start)."""
+    return (off % BPF_REG_SIZE) == 0 if True else False

@@ -1,0 +1,137 @@
+"""State equivalence for pruning: ``states_equal``, ``regsafe``, ``stacksafe``.
+
+A path reaching a prune point in a state at least as constrained as one
+already proven safe there needs no further exploration. The kernel knows,
+through liveness and precision marks, which registers and slots the rest of
+the program actually reads and how precisely; this first version doesn't
+track those, so it compares every register and slot and treats every scalar
+as precise. That never prunes a path the kernel would explore (it is sound),
+but may explore some the kernel would prune.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .state import BPF_REG_SIZE, FuncState, RegState, SlotType, VerifierState
+from .tnum import tnum_in
+from .types import PTR_MAYBE_NULL, RegType, base_type
+
+if TYPE_CHECKING:
+    from .check import Verifier
+
+__all__ = ["states_equal"]
+
+
+class _IdMap:
+    """check_ids: ids in the old state must map one-to-one onto ids in the new."""
+
+    def __init__(self) -> None:
+        self.old_to_cur: dict[int, int] = {}
+        self.cur_to_old: dict[int, int] = {}
+
+    def check(self, old_id: int, cur_id: int) -> bool:
+        if not old_id and not cur_id:
+            return True
+        if not old_id or not cur_id:
+            return False
+        a = self.old_to_cur.setdefault(old_id, cur_id)
+        b = self.cur_to_old.setdefault(cur_id, old_id)
+        return a == cur_id and b == old_id
+
+
+def _range_within(old: RegState, cur: RegState) -> bool:
+    o, c = old.scalar, cur.scalar
+    return (o.umin <= c.umin and c.umax <= o.umax and o.smin <= c.smin and c.smax <= o.smax
+            and o.u32_min <= c.u32_min and c.u32_max <= o.u32_max
+            and o.s32_min <= c.s32_min and c.s32_max <= o.s32_max)
+
+
+def _regs_exact(old: RegState, cur: RegState, idmap: _IdMap) -> bool:
+    return (old.type == cur.type and old.off == cur.off and old.scalar == cur.scalar
+            and old.map is cur.map and old.range == cur.range and old.frameno == cur.frameno
+            and idmap.check(old.id, cur.id) and idmap.check(old.ref_obj_id, cur.ref_obj_id))
+
+
+def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool) -> bool:
+    if old.type == RegType.NOT_INIT:
+        return not exact or cur.type == RegType.NOT_INIT
+    if cur.type == RegType.NOT_INIT:
+        return False
+    if exact:
+        return _regs_exact(old, cur, idmap)
+    if old.type != cur.type:
+        return False
+    t = base_type(old.type)
+    if t == RegType.SCALAR_VALUE:
+        return (_range_within(old, cur) and tnum_in(old.scalar.var_off, cur.scalar.var_off)
+                and (not old.id or idmap.check(old.id, cur.id)))
+    if t in (RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM,
+             RegType.PTR_TO_BUF, RegType.PTR_TO_TP_BUFFER):
+        return (old.map is cur.map and old.off == cur.off and old.mem_size == cur.mem_size
+                and _range_within(old, cur) and tnum_in(old.scalar.var_off, cur.scalar.var_off)
+                and (not old.type & PTR_MAYBE_NULL or idmap.check(old.id, cur.id))
+                and idmap.check(old.ref_obj_id, cur.ref_obj_id))
+    if t in (RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET):
+        if old.range < 0 or cur.range < 0:
+            if old.range != cur.range:
+                return False
+        elif old.range > cur.range:
+            return False
+        return (old.off == cur.off and idmap.check(old.id, cur.id) and _range_within(old, cur)
+                and tnum_in(old.scalar.var_off, cur.scalar.var_off))
+    if t == RegType.PTR_TO_STACK:
+        return old.frameno == cur.frameno and old.off == cur.off and old.scalar == cur.scalar
+    return _regs_exact(old, cur, idmap)
+
+
+def stacksafe(old: FuncState, cur: FuncState, idmap: _IdMap, exact: bool,
+              allow_uninit_stack: bool) -> bool:
+    for spi, oslot in enumerate(old.stack):
+        cslot = cur.stack[spi] if spi < len(cur.stack) else None
+        for b in range(BPF_REG_SIZE):
+            ot = oslot.slot_type[b]
+            if exact:
+                if cslot is None or cslot.slot_type[b] != ot:
+                    return False
+                continue
+            if ot == SlotType.INVALID:
+                continue
+            if allow_uninit_stack and ot == SlotType.MISC:
+                continue
+            if cslot is None:
+                return False
+            ct = cslot.slot_type[b]
+            if ot == SlotType.MISC and ct == SlotType.ZERO:
+                continue
+            if ot != ct:
+                return False
+        if oslot.is_spill and oslot.spilled is not None:
+            if cslot is None or cslot.spilled is None:
+                return False
+            if not regsafe(oslot.spilled, cslot.spilled, idmap, exact):
+                return False
+    return True
+
+
+def func_states_equal(v: Verifier, old: FuncState, cur: FuncState, idmap: _IdMap,
+                      exact: bool) -> bool:
+    if old.callsite != cur.callsite:
+        return False
+    for o, c in zip(old.regs, cur.regs, strict=True):
+        if not regsafe(o, c, idmap, exact):
+            return False
+    return stacksafe(old, cur, idmap, exact, v.allow_uninit_stack)
+
+
+def states_equal(v: Verifier, old: VerifierState, cur: VerifierState, exact: bool) -> bool:
+    if old.curframe != cur.curframe or old.speculative != cur.speculative:
+        return False
+    if old.active_locks != cur.active_locks or len(old.refs) != len(cur.refs):
+        return False
+    idmap = _IdMap()
+    for (oid, _, _), (cid, _, _) in zip(old.refs, cur.refs, strict=True):
+        if not idmap.check(oid, cid):
+            return False
+    return all(func_states_equal(v, old.frames[i], cur.frames[i], idmap, exact)
+               for i in range(old.curframe + 1))
