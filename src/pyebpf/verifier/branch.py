@@ -185,9 +185,10 @@ def _sync_linked_regs(st: VerifierState, known: RegState) -> None:
 def _mark_ptr_not_null_reg(r: RegState) -> None:
     t = r.type & ~PTR_MAYBE_NULL
     if base_type(r.type) == RegType.PTR_TO_MAP_VALUE and r.map is not None \
-            and getattr(r.map, "inner_template", None) is not None:
+            and getattr(r.map, "inner_meta", None) is not None:
+        # A map of maps' lookup gives the inner map (its template's shape).
         t = RegType.CONST_PTR_TO_MAP
-        r.map = r.map.inner_template
+        r.map = r.map.inner_meta
     r.type = t
 
 

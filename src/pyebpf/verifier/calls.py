@@ -53,6 +53,7 @@ S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
 MEM_UNINIT = 1 << 15
 MEM_FIXED_SIZE = 1 << 18
 MEM_WRITE = 1 << 26
+MEM_ALIGNED = 1 << 25
 OBJ_RELEASE = 1 << 13
 FUNC_MAX_ID = 212
 
@@ -244,10 +245,6 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
             flag &= ~PTR_MAYBE_NULL
         r0.set_ptr(R.PTR_TO_MAP_VALUE | flag)
         r0.map = m
-        if m.map_type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
-            r0.map = getattr(m, "inner_template", m)
-            if r0.map is not m:
-                r0.type = R.CONST_PTR_TO_MAP | flag
     elif base in (RetType.RET_PTR_TO_SOCKET, RetType.RET_PTR_TO_SOCK_COMMON,
                   RetType.RET_PTR_TO_TCP_SOCK):
         t = {RetType.RET_PTR_TO_SOCKET: R.PTR_TO_SOCKET,
@@ -273,6 +270,39 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         _check_map_func_compat(v, meta["map"], func_id)
     if func_id in CHANGES_PKT_DATA:
         _clear_all_pkt_pointers(v)
+
+
+def check_max_stack_depth(v: Verifier) -> None:
+    """check_max_stack_depth: the frames a call chain nests and the stack they add up to.
+
+    Walks the static call graph from the main program (dead code included, as
+    the kernel does), each frame's stack rounded up to 16 bytes (the JIT's
+    granularity).
+    """
+    starts = v.subprog_starts
+    insns = v.insns
+    nsub = len(starts) - 1
+    calls: dict[int, list[int]] = {i: [] for i in range(nsub)}
+    for i, insn in enumerate(insns):
+        if insn.code == 0x85 and insn.src == 1:
+            calls[subprog_of(v, i)].append(subprog_of(v, i + insn.imm + 1))
+
+    def depth_of(sub: int) -> int:
+        d = v.subprog_stack_depth.get(sub, 0)
+        return (max(d, 1) + 15) // 16 * 16 if d else 0
+
+    def walk(sub: int, frame: int, total: int, path: tuple[int, ...]) -> None:
+        total += depth_of(sub)
+        if frame >= MAX_CALL_FRAMES:
+            v.fail(errno.E2BIG, f"the call stack of {frame} frames is too deep !")
+        if total > 512:
+            v.fail(errno.EACCES, f"combined stack size of {frame} calls is {total}. Too large")
+        for callee in calls[sub]:
+            if callee in path:
+                continue  # recursion is caught by the walk ("back-edge" or frames)
+            walk(callee, frame + 1, total, path + (callee,))
+
+    walk(0, 1, 0, (0,))
 
 
 def _refine_retval_range(r0: RegState, func_id: int, meta: dict[str, Any]) -> None:
@@ -376,6 +406,10 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
         if arg_type & MEM_FIXED_SIZE:
             size = proto.arg_size[arg] if getattr(proto, "arg_size", None) else 0
             check_helper_mem_access(v, regno, size, bool(arg_type & MEM_WRITE), False, meta)
+            if arg_type & MEM_ALIGNED:
+                from .mem import check_ptr_alignment
+
+                check_ptr_alignment(v, reg, 0, size, True)
     elif base in (ArgType.ARG_CONST_SIZE, ArgType.ARG_CONST_SIZE_OR_ZERO):
         write = bool(args[arg - 1] & MEM_WRITE)
         check_mem_size_reg(v, reg, regno, write, base == ArgType.ARG_CONST_SIZE_OR_ZERO, meta)

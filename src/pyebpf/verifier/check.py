@@ -155,6 +155,9 @@ class Verifier:
         check_cfg(self)
         try:
             self.do_check_main()
+            from .calls import check_max_stack_depth
+
+            check_max_stack_depth(self)
         finally:
             self.print_stats()
 

@@ -276,7 +276,7 @@ def check_ptr_alignment(v: Verifier, reg: RegState, off: int, size: int,
             return
         reg_off = tnum_add(reg.scalar.var_off, tnum_const(2 + reg.off + off))
         if not tnum_is_aligned(reg_off, size):
-            v.fail(errno.EACCES, f"misaligned packet access off 2+{tnum_strn(reg.scalar.var_off)}"
+            v.fail(errno.EACCES, f"misaligned packet access off 2+{_var_off_str(reg)}"
                    f"+{reg.off}+{off} size {size}")
         return
     if t == RegType.PTR_TO_ARENA:
@@ -288,8 +288,14 @@ def check_ptr_alignment(v: Verifier, reg: RegState, off: int, size: int,
         return
     reg_off = tnum_add(reg.scalar.var_off, tnum_const((reg.off + off) & ((1 << 64) - 1)))
     if not tnum_is_aligned(reg_off, size):
-        v.fail(errno.EACCES, f"misaligned {desc}access off {tnum_strn(reg.scalar.var_off)}"
+        v.fail(errno.EACCES, f"misaligned {desc}access off {_var_off_str(reg)}"
                f"+{reg.off}+{off} size {size}")
+
+
+def _var_off_str(reg: RegState) -> str:
+    """A pointer's variable offset in alignment messages: the number when known."""
+    vo = reg.scalar.var_off
+    return str(S.s64(vo.value)) if tnum_is_const(vo) else tnum_strn(vo)
 
 
 def check_ptr_off_reg(v: Verifier, reg: RegState, regno: int, fixed_off_ok: bool = False) -> None:

@@ -206,8 +206,9 @@ class RegState:
             base in (RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY)
             and self.map is not None
         ):
-            if self.map.name:
-                items.append(f"map={self.map.name}")
+            name = getattr(self.map, "name", "")
+            if name:
+                items.append(f"map={name}")
             items.append(f"ks={self.map.key_size},vs={self.map.value_size}")
         if self.off:
             items.append(f"off={_snum(self.off)}")
