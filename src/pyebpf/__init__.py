@@ -18,6 +18,8 @@ from .attr import (
     MapElemAttr,
     MapFdAttr,
     ObjPinAttr,
+    ProgLoadAttr,
+    TestRunAttr,
     UserPtr,
 )
 from .engine import Vm
@@ -26,6 +28,7 @@ from .isa import Insn, decode, encode
 from .isa.asm import AsmError, asm
 from .isa.disasm import disasm, format_insn
 from .objects import KeyNotFound, Map
+from .prog import BpfProg, LoadedFd, ProgInfo, TestRunResult  # registers PROG_LOAD/TEST_RUN
 from .runtime import Runtime, default_runtime
 from .syscall import BatchResult, MapInfo, bpf
 from .uapi import (
@@ -67,6 +70,12 @@ __all__ = [
     "MapInfo",
     "MapType",
     "ObjPinAttr",
+    "BpfProg",
+    "LoadedFd",
+    "ProgInfo",
+    "ProgLoadAttr",
+    "TestRunAttr",
+    "TestRunResult",
     "ProgType",
     "Runtime",
     "UserPtr",

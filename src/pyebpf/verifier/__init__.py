@@ -36,10 +36,7 @@ def verify(runtime: Any, prog: Any, log: Any) -> None:
         raise VerifierError(errno.E2BIG, "program too complex", log.text) from None
     prog.verified_insns = v.insn_processed
     for idx, (m, off, kind) in v.ld_imm64.items():
-        if kind in (1, 5):
-            addr = m.addr
-        else:
-            addr = m.direct_value_addr() + off
+        addr = m.addr if kind in (1, 5) else m.direct_value_addr() + off
         insn, nxt = prog.insns[idx], prog.insns[idx + 1]
         prog.insns[idx] = type(insn)(insn.code, insn.dst, insn.src, insn.off,
                                      _s32(addr & 0xFFFF_FFFF))

@@ -252,12 +252,9 @@ def adjust_ptr_min_max_vals(v: Verifier, insn: Insn, ptr: RegState, off: RegStat
                "prohibited, null-check it first")
     base = base_type(ptr.type)
     if base not in _PTR_ARITH_OK:
-        ok = False
-        if base == RegType.PTR_TO_FLOW_KEYS and known:
-            ok = True
-        elif base in (RegType.PTR_TO_FLOW_KEYS, RegType.CONST_PTR_TO_MAP) and known \
-                and smin_val == 0 and op == BPF_ADD:
-            ok = True
+        # Flow keys take any known offset; a map pointer only "+= 0".
+        ok = known and (base == RegType.PTR_TO_FLOW_KEYS or (
+            base == RegType.CONST_PTR_TO_MAP and smin_val == 0 and op == BPF_ADD))
         if not ok:
             v.fail(errno.EACCES, f"R{dno} pointer arithmetic on {reg_type_str(ptr.type)} "
                    "prohibited")

@@ -72,8 +72,8 @@ COMPATIBLE: dict[int, tuple[int, ...]] = {
     ArgType.ARG_CONST_MAP_PTR: (R.CONST_PTR_TO_MAP,),
     ArgType.ARG_PTR_TO_CTX: (R.PTR_TO_CTX,),
     ArgType.ARG_PTR_TO_SOCK_COMMON: _SOCK_TYPES,
-    ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON: _SOCK_TYPES + (R.PTR_TO_BTF_ID,
-                                                          R.PTR_TO_BTF_ID | PTR_TRUSTED),
+    ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON: (*_SOCK_TYPES, R.PTR_TO_BTF_ID,
+                                            R.PTR_TO_BTF_ID | PTR_TRUSTED),
     ArgType.ARG_PTR_TO_SOCKET: (R.PTR_TO_SOCKET,),
     ArgType.ARG_PTR_TO_BTF_ID: (R.PTR_TO_BTF_ID, R.PTR_TO_BTF_ID | PTR_TRUSTED,
                                 R.PTR_TO_BTF_ID | (1 << 21)),
@@ -300,7 +300,7 @@ def check_max_stack_depth(v: Verifier) -> None:
         for callee in calls[sub]:
             if callee in path:
                 continue  # recursion is caught by the walk ("back-edge" or frames)
-            walk(callee, frame + 1, total, path + (callee,))
+            walk(callee, frame + 1, total, (*path, callee))
 
     walk(0, 1, 0, (0,))
 
@@ -309,7 +309,7 @@ def _refine_retval_range(r0: RegState, func_id: int, meta: dict[str, Any]) -> No
     """do_refine_retval_range: helpers bounded by a size argument, smp_processor_id..."""
     if func_id in (F.get_stack, F.get_task_stack, F.probe_read_str, F.probe_read_kernel_str,
                    F.probe_read_user_str):
-        umax = meta.get("msize_max", None)
+        umax = meta.get("msize_max")
         if umax is not None and r0.type == R.SCALAR_VALUE:
             r0.scalar = S.reg_bounds_sync(S.Scalar(r0.scalar.var_off, r0.scalar.smin,
                                                    min(r0.scalar.smax, umax), r0.scalar.umin,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ENOTSUPP
 from ..isa.insn import Insn
 from ..isa.opcodes import OPCODES
-from .log import VerifierAbort
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -69,7 +68,7 @@ def add_subprogs(v: Verifier) -> None:
         if target < 0 or target >= n:
             v.fail(errno.EINVAL, "call to invalid destination")
         starts.add(target)
-    v.subprog_starts = sorted(starts) + [n]
+    v.subprog_starts = [*sorted(starts), n]
 
 
 def subprog_of(v: Verifier, insn_idx: int) -> int:
@@ -130,9 +129,7 @@ def resolve_pseudo_ldimm64(v: Verifier) -> None:
                     "kernel is missing BTF, make sure CONFIG_DEBUG_INFO_BTF=y "
                     "is specified in Kconfig.",
                 )
-            if src in (2, 6):
-                pass
-            elif src in (1, 5) and nxt.imm == 0:
+            if src in (2, 6) or (src in (1, 5) and nxt.imm == 0):
                 pass
             else:
                 v.fail(errno.EINVAL, "unrecognized bpf_ld_imm64 insn")

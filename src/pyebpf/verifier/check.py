@@ -17,32 +17,25 @@ docs/verifier.md.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
 from typing import Any
 
 from ..isa.disasm import format_insn
 from ..isa.insn import Insn
 from ..uapi import BPF_COMPLEXITY_LIMIT_INSNS, ProgType
 from . import scalar as S
-from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64, subprog_of
+from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64
 from .log import VerifierAbort
 from .state import (
     BPF_REG_FP,
-    BPF_REG_SIZE,
     MAX_BPF_REG,
     FuncState,
     RegState,
-    SlotType,
-    StackSlot,
     VerifierState,
 )
-from .tnum import Tnum, tnum_is_const, tnum_is_unknown
 from .types import (
     MEM_RDONLY,
     PTR_MAYBE_NULL,
     RegType,
-    base_type,
-    reg_type_str,
 )
 
 __all__ = ["Verifier"]
@@ -204,17 +197,16 @@ class Verifier:
                 self.fail(errno.E2BIG, f"BPF program is too large. Processed "
                           f"{self.insn_processed} insn")
             self.cur.insn_idx = idx
-            if idx in self.prune_points:
-                if self.is_state_visited(idx):
-                    if level:
-                        if do_print_state:
-                            self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}: safe\n")
-                        else:
-                            self.verbose(f"{idx}: safe\n")
-                    if self.finish_path():
-                        return
-                    do_print_state = True
-                    continue
+            if idx in self.prune_points and self.is_state_visited(idx):
+                if level:
+                    if do_print_state:
+                        self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}: safe\n")
+                    else:
+                        self.verbose(f"{idx}: safe\n")
+                if self.finish_path():
+                    return
+                do_print_state = True
+                continue
             if level & 2 and do_print_state:
                 self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}:")
                 self.verbose(self.cur.format(print_all=True) + "\n")
@@ -472,9 +464,3 @@ def _vlog_alignment(pos: int) -> int:
     target = max(pos + 4, 40)
     target = (target + 7) // 8 * 8
     return target - pos - 1
-
-
-# Re-exports used by the submodules.
-__all__ += ["SRC_OP", "DST_OP", "DST_OP_NO_MARK", "StackSlot", "SlotType", "Tnum",
-            "tnum_is_const", "tnum_is_unknown", "reg_type_str", "base_type", "Callable",
-            "subprog_of", "MAX_CALL_FRAMES", "BPF_REG_SIZE"]

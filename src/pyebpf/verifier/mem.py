@@ -239,8 +239,8 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
         if value_regno >= 0:
             regs[value_regno].mark_unknown()
     elif t == RegType.CONST_PTR_TO_MAP:
-        v.fail(errno.EACCES, "only read from bpf_array is supported" if not write else
-               "only read from bpf_array is supported")
+        # Reading struct bpf_map fields needs vmlinux BTF (check_ptr_to_map_access).
+        v.fail(errno.EACCES, "only read from bpf_array is supported")
     else:
         v.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(t)}'")
     if size < BPF_REG_SIZE and value_regno >= 0 and not write:
@@ -451,7 +451,7 @@ def check_sock_access(v: Verifier, regno: int, reg: RegState, off: int, size: in
                f"off={off} size={size}")
 
 
-# -- the stack ---------------------------------------------------------------------------------------
+# -- the stack ---------------------------------------------------------------------------------
 def check_stack_access_within_bounds(v: Verifier, regno: int, off: int, size: int,
                                      write: bool) -> None:
     reg = v.cur.regs[regno]
@@ -588,7 +588,8 @@ def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, siz
                 and slot.spilled.type != RegType.SCALAR_VALUE:
             v.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack")
         if writing_ptr:
-            v.fail(errno.EACCES, f"spilled ptr in range of var-offset stack write; insn {v.insn_idx}")
+            v.fail(errno.EACCES, "spilled ptr in range of var-offset stack write; insn "
+                   f"{v.insn_idx}")
         slot.spilled = None
         if stype == SlotType.INVALID and not v.allow_uninit_stack:
             v.fail(errno.EACCES, f"uninit stack in range of var-offset write prohibited for "
@@ -711,5 +712,6 @@ def _stack_read_fixed(v: Verifier, state: FuncState, off: int, size: int,
 
 
 def _narrow_access_ok(off: int, size: int, spill_size: int) -> bool:
-    """bpf_stack_narrow_access_ok (little-endian: the low bytes are at the start)."""
-    return (off % BPF_REG_SIZE) == 0 if True else False
+    """bpf_stack_narrow_access_ok: on little-endian the narrow fill must start at
+    the spill's first byte (the low bits of the spilled value)."""
+    return off % BPF_REG_SIZE == 0

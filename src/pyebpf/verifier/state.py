@@ -73,6 +73,8 @@ class RegState:
     """
 
     __slots__ = (
+        "btf_id",
+        "extra",
         "frameno",
         "id",
         "map",
@@ -84,8 +86,6 @@ class RegState:
         "scalar",
         "subreg_def",
         "type",
-        "btf_id",
-        "extra",
     )
 
     def __init__(self) -> None:
@@ -343,11 +343,11 @@ class VerifierState:
         "curframe",
         "frames",
         "insn_idx",
+        "loop_entry",
+        "may_goto_depth",
         "parent",
         "refs",
         "speculative",
-        "loop_entry",
-        "may_goto_depth",
     )
 
     def __init__(self) -> None:
