@@ -41,6 +41,7 @@ __all__ = [
     "UserPtr",
     "attr_from_bytes",
     "attr_to_bytes",
+    "check_record",
 ]
 
 #: sizeof(union bpf_attr) on Linux 6.18 (x86-64): PROG_LOAD's signature fields end at 168
@@ -80,6 +81,9 @@ class MapCreateAttr:
     map_extra: int = 0
     value_type_btf_obj_fd: int = 0
     map_token_fd: int = 0
+    #: An exclusive map (6.18): only the program whose SHA-256 is this may use it.
+    excl_prog_hash: Buffer = None
+    excl_prog_hash_size: int = 0
 
     CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.MAP_CREATE,)
 
@@ -213,6 +217,8 @@ LAYOUTS: dict[type, _Layout] = {
         ("map_extra", 64, "Q", "int"),
         ("value_type_btf_obj_fd", 72, "i", "int"),
         ("map_token_fd", 76, "i", "int"),
+        ("excl_prog_hash", 80, "Q", "ptr"),
+        ("excl_prog_hash_size", 88, "I", "int"),
     ),
     MapElemAttr: (
         ("map_fd", 0, "I", "int"),
@@ -324,6 +330,24 @@ def attr_from_bytes(cmd: int, data: bytes) -> Any:
             value = bytes(value)
         fields[name] = value
     return cls(**fields)
+
+
+def check_record(cmd: Cmd, attr: Any) -> None:
+    """CHECK_ATTR for a record: fields past the command's last field must be zero
+    (None for pointers), as they would have to be in the raw union (EINVAL)."""
+    end = last_field_end(cmd)
+    for name, off, _fmt, kind in LAYOUTS.get(type(attr), ()):
+        if off < end:
+            continue
+        value = getattr(attr, name)
+        if kind == "ptr":
+            nonzero = value is not None and not (isinstance(value, UserPtr) and not value.addr)
+        elif kind == "name":
+            nonzero = any(value.encode() if isinstance(value, str) else bytes(value))
+        else:
+            nonzero = bool(value)
+        if nonzero:
+            raise BpfError(errno.EINVAL, f"{cmd.name} does not use {name}; it must be zero")
 
 
 def attr_to_bytes(attr: Any, size: int = ATTR_UNION_SIZE) -> bytes:

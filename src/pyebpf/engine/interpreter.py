@@ -49,6 +49,7 @@ from ..isa.opcodes import (
     JmpOp,
     Kind,
     OpSpec,
+    PseudoSrc,
     Source,
 )
 from ..memory import AddressSpace, Region
@@ -60,6 +61,11 @@ __all__ = ["DEFAULT_BUDGET", "BPF_MAX_LOOPS", "Program", "Vm", "as_insns"]
 DEFAULT_BUDGET = 100_000_000
 #: Iterations ``may_goto`` grants before it takes its branch (kernel BPF_MAX_LOOPS).
 BPF_MAX_LOOPS = 8 * 1024 * 1024
+#: Where the addresses of BPF functions (what an lddw of a BPF_PSEUDO_FUNC
+#: yields) live: never mapped in an address space, so a program can't load
+#: from them; each built program gets a 2**28-byte window (8 bytes per insn).
+FUNC_BASE = 0xFFFF_F000_0000_0000
+_FUNC_WINDOW = 1 << 28
 
 Handler = Callable[[], int]
 Program = Sequence[Insn]
@@ -281,6 +287,14 @@ class _Switch(Exception):
 _EXIT = _Exit()
 
 
+def _return_to_helper() -> int:
+    raise _EXIT
+
+
+#: The code a callback "returns into": it ends the nested run of call_function.
+_RETURN_TO_HELPER: list[Handler] = [_return_to_helper]
+
+
 def as_insns(prog: Program | bytes | bytearray | memoryview | str) -> list[Insn]:
     """A program given as bytes, assembly text or instructions, as a validated list."""
     if isinstance(prog, (bytes, bytearray, memoryview)):
@@ -354,6 +368,12 @@ class Vm:
         #: The region mapped from ``run(mem=...)``, kept for inspection after the run.
         self.mem_region: Region | None = None
         self._codes: dict[int, tuple[Sequence[Insn], list[Handler]]] = {}
+        #: BPF function address -> (code, pc), for callbacks (see call_function).
+        self._functions: dict[int, tuple[list[Handler], int]] = {}
+        self._code_windows: dict[int, int] = {}
+        #: Instructions run inside callbacks during the current run.
+        self._callback_insns = 0
+        self._run_budget = budget
         self.code = self._code_for(self.insns)
 
     # -- running ---------------------------------------------------------------
@@ -393,7 +413,12 @@ class Vm:
         self.tail_call_cnt = 0
         self.may_goto_budget = BPF_MAX_LOOPS
         self.insns_executed = 0
-        self._loop(self.code, 0, self.budget if budget is None else budget)
+        self._callback_insns = 0
+        self._run_budget = self.budget if budget is None else budget
+        try:
+            self._loop(self.code, 0, self._run_budget)
+        finally:
+            self.insns_executed += self._callback_insns
         return regs[0]
 
     def _loop(self, code: list[Handler], pc: int, budget: int) -> None:
@@ -432,6 +457,61 @@ class Vm:
         code = self._code_for(target)
         self.may_goto_budget = BPF_MAX_LOOPS  # the target's prologue sets its own counter
         raise _Switch(code, 0)
+
+    def call_function(self, fn: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
+                      r5: int = 0) -> int:
+        """Call the BPF function at address ``fn`` from a helper and return its r0.
+
+        This is how helpers run callbacks (``bpf_loop``, ``bpf_for_each_map_elem``):
+        ``fn`` is what the program's ``lddw rX, <subprog>`` (BPF_PSEUDO_FUNC)
+        put in the register. As in the kernel, the callback runs in a new call
+        frame one level deeper than the helper's caller, with r1-r5 as given;
+        the caller's registers are intact afterwards. Its instructions are
+        added to ``insns_executed``; each callback may run what the run's budget
+        leaves after the callbacks before it (the caller's own instructions are
+        budgeted separately). A fault inside it is reported as a fault of the
+        helper call, naming the callback's pc.
+        """
+        entry = self._functions.get(fn & M64)
+        if entry is None:
+            raise BpfFault(f"{fn & M64:#x} is not the address of a BPF function")
+        code, pc = entry
+        depth = len(self.frames) + 1
+        if depth >= MAX_CALL_FRAMES:
+            raise BpfFault(f"the call stack is too deep: {depth + 1} frames (max "
+                           f"{MAX_CALL_FRAMES})")
+        regs = self.regs
+        saved = regs[:]
+        saved_executed = self.insns_executed
+        # The callee's exit pops this frame and switches to _RETURN_TO_HELPER,
+        # whose only instruction leaves the nested loop.
+        self.frames.append((_RETURN_TO_HELPER, 0, regs[6], regs[7], regs[8], regs[9], regs[10],
+                            self.may_goto_budget))
+        for i, value in enumerate((r1, r2, r3, r4, r5), start=1):
+            regs[i] = value & M64
+        regs[10] = self.stacks[depth].end
+        self.may_goto_budget = BPF_MAX_LOOPS
+        budget = max(self._run_budget - self._callback_insns, 0)
+        try:
+            self._loop(code, pc, budget)
+        except BpfFault as fault:
+            self._callback_insns += self.insns_executed
+            raise type(fault)(f"in a callback, pc {fault.pc}: {fault.message}",
+                              addr=fault.addr, size=fault.size) from None
+        finally:
+            executed = self.insns_executed
+            self.insns_executed = saved_executed
+        self._callback_insns += executed - 1  # not counting _RETURN_TO_HELPER's step
+        r0 = regs[0]
+        regs[:] = saved
+        return r0
+
+    def _function_address(self, code: list[Handler], pc: int) -> int:
+        """The address standing for the BPF function at ``pc`` of ``code``."""
+        window = self._code_windows.setdefault(id(code), len(self._code_windows))
+        addr = FUNC_BASE + window * _FUNC_WINDOW + pc * 8
+        self._functions[addr] = (code, pc)
+        return addr
 
     # -- building handlers -------------------------------------------------------
     def _code_for(self, insns: Sequence[Insn]) -> list[Handler]:
@@ -608,9 +688,14 @@ _ATOMIC_COMBINE: dict[int, Callable[[int, int], int]] = {
 
 
 def _build_ld_imm64(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int,
-                    insns: Sequence[Insn], *_: Any) -> Handler:
+                    insns: Sequence[Insn], code: list[Handler]) -> Handler:
     regs, d, nxt = vm.regs, insn.dst, pc + 2
     value = (insn.imm & M32) | ((insns[pc + 1].imm & M32) << 32)
+    target = pc + 1 + insn.imm
+    if insn.src == PseudoSrc.FUNC and 0 <= target < n and not insns[pc + 1].imm:
+        # The address of the subprogram at pc + imm + 1 (the verifier's rewrite);
+        # a reference the verifier would refuse loads its raw 64 bits, as before.
+        value = vm._function_address(code, target)
 
     def lddw() -> int:
         regs[d] = value

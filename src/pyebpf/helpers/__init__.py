@@ -1,53 +1,158 @@
 """The helper table: one entry per kernel helper id, read by engine and verifier.
 
+Each :class:`Helper` joins what the verifier needs (its :class:`~.proto.Proto`:
+argument and return types, ``gpl_only``...; and where the kernel offers it)
+with what the engine runs (its implementation), so a helper is added in one
+place and both readers agree.
+
 A helper implementation is called as ``impl(vm, r1, r2, r3, r4, r5)`` with the
 argument registers as unsigned 64-bit integers and the running :class:`Vm` (its
-memory, clock, tail-call counter). It returns the new r0, or ``None`` to leave
-r0 as it was (what the kernel's interpreter does for a failed tail call).
+memory, clock, tail-call counter, its ``runtime`` with maps and settings). It
+returns the new r0, or ``None`` to leave r0 as it was (what the kernel's
+interpreter does for a failed tail call). Errors are returned as the kernel's
+helpers return them, negative errno values; a run-time fault (a bad pointer
+an unverified program passed) raises :class:`~pyebpf.errors.BpfFault`.
+
 Helper families live in submodules that register into :data:`HELPERS` when
 imported; :func:`default_helpers` imports them all.
+
+Where a helper is available (the kernel's per-program-type ``get_func_proto``)
+is recorded as data: :attr:`Helper.tier` says where ``bpf_base_func_proto``
+offers it (``"base"`` for every program, ``"cap_bpf"`` behind CAP_BPF,
+``"perfmon"`` behind CAP_PERFMON), :attr:`Helper.prog_types` which program
+types offer it from their own table. :func:`func_proto` answers the question
+the verifier asks ("may this program call this helper?") from those records;
+it covers the helpers pyebpf implements, with the kernel's structure but not
+every special case of every program type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .proto import ArgType, Proto, RetType, TypeFlag
+
 if TYPE_CHECKING:
     from ..engine.interpreter import Vm
 
-__all__ = ["HELPERS", "Helper", "HelperImpl", "default_helpers", "register_helper"]
+__all__ = [
+    "HELPERS",
+    "TIERS",
+    "ArgType",
+    "Helper",
+    "HelperImpl",
+    "Proto",
+    "RetType",
+    "TypeFlag",
+    "default_helpers",
+    "func_proto",
+    "register_helper",
+]
 
 HelperImpl = Callable[["Vm", int, int, int, int, int], "int | None"]
+
+#: The tiers of ``bpf_base_func_proto``, from least to most privileged.
+TIERS = ("base", "cap_bpf", "perfmon")
 
 
 @attrs.frozen
 class Helper:
-    """A helper's identity and implementation (prototypes join it with the verifier)."""
+    """A helper: its identity, prototype, availability and implementation."""
 
     func_id: int
     name: str
     impl: HelperImpl
+    #: The kernel's ``bpf_func_proto`` (argument/return types, gpl_only...).
+    proto: Proto = attrs.field(factory=Proto)
+    #: Where ``bpf_base_func_proto`` offers it: "base", "cap_bpf", "perfmon"; or
+    #: None when only the program types in :attr:`prog_types` offer it.
+    tier: str | None = None
+    #: Program types (ProgType values) whose own ``get_func_proto`` offers it.
+    prog_types: frozenset[int] = frozenset()
+
+    @property
+    def kernel_name(self) -> str:
+        """The name the verifier log uses: ``bpf_map_lookup_elem``."""
+        return f"bpf_{self.name}"
 
 
 #: func_id -> Helper, filled by the helper modules as they are imported.
 HELPERS: dict[int, Helper] = {}
 
 
-def register_helper(func_id: int, name: str) -> Callable[[HelperImpl], HelperImpl]:
-    """Decorator adding an implementation to :data:`HELPERS` under ``func_id``."""
+def register_helper(
+    func_id: int,
+    name: str,
+    proto: Proto | None = None,
+    *,
+    tier: str | None = None,
+    prog_types: Iterable[int] = (),
+) -> Callable[[HelperImpl], HelperImpl]:
+    """Decorator adding an implementation to :data:`HELPERS` under ``func_id``.
+
+    ``register_helper(5, "ktime_get_ns")`` still works (a RET_INTEGER, no-argument
+    prototype, offered nowhere); helpers the verifier should know give ``proto``
+    and where they are offered (``tier``, ``prog_types``).
+    """
+    if tier is not None and tier not in TIERS:
+        raise ValueError(f"tier must be one of {TIERS}, not {tier!r}")
 
     def deco(impl: HelperImpl) -> HelperImpl:
-        HELPERS[func_id] = Helper(func_id, name, impl)
+        HELPERS[func_id] = Helper(func_id, name, impl, proto if proto is not None else Proto(),
+                                  tier, frozenset(int(t) for t in prog_types))
         return impl
 
     return deco
 
 
+_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf")
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        import importlib
+
+        for family in _FAMILIES:
+            importlib.import_module(f"{__name__}.{family}")
+        _loaded = True
+
+
 def default_helpers() -> dict[int, Any]:
     """``func_id -> impl`` for every helper pyebpf implements."""
-    from . import time as _time  # noqa: F401  (registers on import)
-
+    _load()
     return {h.func_id: h.impl for h in HELPERS.values()}
+
+
+def helper_table() -> dict[int, Helper]:
+    """Every helper pyebpf implements, with its prototype (``func_id -> Helper``)."""
+    _load()
+    return dict(HELPERS)
+
+
+def func_proto(func_id: int, prog_type: int, *, cap_bpf: bool = True,
+               cap_perfmon: bool = True) -> Helper | None:
+    """The helper a program of ``prog_type`` gets for ``func_id``, or None.
+
+    None is the kernel's ``get_func_proto`` returning NULL, which the verifier
+    reports as ``unknown func bpf_<name>#<id>``. A program type's own table
+    comes first (:attr:`Helper.prog_types`), then ``bpf_base_func_proto`` with
+    its capability tiers.
+    """
+    _load()
+    helper = HELPERS.get(func_id)
+    if helper is None:
+        return None
+    if int(prog_type) in helper.prog_types:
+        return helper
+    if helper.tier == "base":
+        return helper
+    if helper.tier == "cap_bpf":
+        return helper if cap_bpf else None
+    if helper.tier == "perfmon":
+        return helper if cap_bpf and cap_perfmon else None
+    return None

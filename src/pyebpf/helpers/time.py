@@ -1,25 +1,46 @@
-"""Time helpers, answered from the run's deterministic :class:`~pyebpf.clock.Clock`."""
+"""Time helpers, answered from the run's deterministic :class:`~pyebpf.clock.Clock`.
+
+``bpf_ktime_get_ns`` and ``bpf_ktime_get_coarse_ns`` read CLOCK_MONOTONIC,
+``bpf_ktime_get_boot_ns`` CLOCK_BOOTTIME (monotonic plus the time suspended),
+and ``bpf_jiffies64`` the jiffies counter derived from the same clock, as the
+kernel's tick would have counted it since boot (HZ = 1000, the jiffies count
+starting at INITIAL_JIFFIES, five minutes before its 32-bit wrap).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from . import register_helper
+from ._util import TRACING_TYPES
+from .proto import Proto
 
 if TYPE_CHECKING:
     from ..engine.interpreter import Vm
 
+#: CONFIG_HZ of the kernels pyebpf follows (Fedora and most distributions).
+HZ = 1000
+#: INITIAL_JIFFIES on 64-bit: (unsigned long)(unsigned int)(-300 * HZ).
+INITIAL_JIFFIES = (-300 * HZ) & 0xFFFF_FFFF
 
-@register_helper(5, "ktime_get_ns")
+_INT = Proto()
+
+
+@register_helper(5, "ktime_get_ns", _INT, tier="base")
 def ktime_get_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return vm.clock.monotonic_ns()
 
 
-@register_helper(125, "ktime_get_boot_ns")
+@register_helper(125, "ktime_get_boot_ns", _INT, tier="base")
 def ktime_get_boot_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return vm.clock.boottime_ns()
 
 
-@register_helper(160, "ktime_get_coarse_ns")
+@register_helper(160, "ktime_get_coarse_ns", _INT, prog_types=TRACING_TYPES)
 def ktime_get_coarse_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return vm.clock.monotonic_ns()
+
+
+@register_helper(118, "jiffies64", _INT, tier="cap_bpf")
+def jiffies64(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    return INITIAL_JIFFIES + vm.clock.monotonic_ns() * HZ // 1_000_000_000

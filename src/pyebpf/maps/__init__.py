@@ -36,7 +36,8 @@ def register_map(*types: MapType) -> Callable[[_C], _C]:
 
 
 #: The modules implementing map families (each registers its types on import).
-_FAMILIES = ("array", "hash")
+_FAMILIES = ("array", "hash", "lru", "lpm_trie", "queue_stack", "bloom_filter", "of_maps",
+             "ringbuf", "prog_array")
 _loaded = False
 
 

@@ -52,6 +52,16 @@ def map_flags_access_ok(flags: int) -> bool:
     )
 
 
+#: NUMA_NO_NODE (-1) as the u32 ``numa_node`` field holds it.
+NUMA_NO_NODE = 0xFFFF_FFFF
+
+
+def attr_numa_node(attr: MapCreateAttr) -> int:
+    """bpf_map_attr_numa_node: the node asked for, or NUMA_NO_NODE (also when
+    BPF_F_NUMA_NODE comes with node -1)."""
+    return attr.numa_node if attr.map_flags & MapFlags.NUMA_NODE else NUMA_NO_NODE
+
+
 def check_update_flags(flags: int) -> int:
     """Reject unknown update flags (EINVAL) and return the mode (ANY/NOEXIST/EXIST)."""
     if (flags & ~BPF_F_LOCK) > BPF_EXIST:
@@ -73,10 +83,13 @@ class BpfMap(BpfObject):
         self.key_size = attr.key_size
         self.value_size = attr.value_size
         self.max_entries = attr.max_entries
-        self.map_flags = attr.map_flags
+        # bpf_map_flags_retain_permanent: RDONLY/WRONLY belong to the fd, not the map.
+        self.map_flags = int(attr.map_flags) & ~int(MapFlags.RDONLY | MapFlags.WRONLY)
         self.map_extra = attr.map_extra
+        # Set properly (validated, Latin-1) by MAP_CREATE's bpf_obj_name_cpy.
         name = attr.map_name
-        self.name = name.decode() if isinstance(name, bytes) else name
+        self.name = bytes(name).split(b"\0", 1)[0].decode("latin-1") \
+            if isinstance(name, (bytes, bytearray)) else name
         self.frozen = False
         #: Bytes charged to the runtime for this map (returned on free).
         self.charged = 0

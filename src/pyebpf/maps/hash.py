@@ -24,7 +24,15 @@ from ..errors import ENOTSUPP, BpfError
 from ..memory import Region
 from ..uapi import BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, MapFlags, MapType
 from . import register_map
-from .base import KMALLOC_MAX_SIZE, BpfMap, check_update_flags, map_flags_access_ok, round_up
+from .base import (
+    KMALLOC_MAX_SIZE,
+    NUMA_NO_NODE,
+    BpfMap,
+    attr_numa_node,
+    check_update_flags,
+    map_flags_access_ok,
+    round_up,
+)
 from .jhash import htab_map_hash
 
 if TYPE_CHECKING:
@@ -39,7 +47,8 @@ HTAB_ELEM_SIZE = 48
 PCPU_MIN_UNIT_SIZE = 32 << 10
 #: sizeof(struct bucket): bounds n_buckets so the bucket array fits in u32 bytes.
 BUCKET_SIZE = 16
-HTAB_CREATE_FLAG_MASK = (
+#: A plain int: ``~`` of an IntFlag keeps only the defined bits.
+HTAB_CREATE_FLAG_MASK = int(
     MapFlags.NO_PREALLOC
     | MapFlags.NO_COMMON_LRU
     | MapFlags.NUMA_NODE
@@ -84,7 +93,7 @@ class HashMap(BpfMap):
             raise BpfError(errno.EINVAL, "BPF_F_NO_COMMON_LRU is only for LRU maps")
         if cls.lru and not prealloc:
             raise BpfError(ENOTSUPP, "LRU maps must be preallocated")
-        if flags & MapFlags.NUMA_NODE and (cls.percpu or percpu_lru):
+        if attr_numa_node(attr) != NUMA_NO_NODE and (cls.percpu or percpu_lru):
             raise BpfError(errno.EINVAL, "per-CPU maps take no NUMA node")
         if attr.max_entries == 0 or attr.key_size == 0 or attr.value_size == 0:
             raise BpfError(errno.EINVAL, "max_entries, key_size and value_size must be non-zero")
@@ -163,11 +172,15 @@ class HashMap(BpfMap):
         """Update from a program (per-CPU: this CPU's value; others start zeroed)."""
         old = self._check_update(key, flags)
         if self.percpu:
+            # Each CPU's value is a round_up(value_size, 8) slot; a program writes
+            # value_size bytes of its own CPU's (the padding is zero here, stale in the
+            # kernel's preallocated elements).
             cpu = self.runtime.cpu
             if old is not None:
-                old.regions[cpu].buf[:] = value
+                old.regions[cpu].buf[:self.value_size] = value
                 return
-            values = [value if c == cpu else bytes(self.value_size)
+            slot = round_up(self.value_size, 8)
+            values = [value.ljust(slot, b"\0") if c == cpu else bytes(slot)
                       for c in range(self.runtime.nr_cpus)]
         else:
             values = [value]
@@ -240,11 +253,13 @@ class HashMap(BpfMap):
             self.update_elem(key, value, flags)
             return
         old = self._check_update(key, flags)
+        # pcpu_copy_value(onallcpus): copy_map_value_long copies whole 8-byte-rounded
+        # slots, so the padding the caller wrote is kept and read back.
         slot = round_up(self.value_size, 8)
-        values = [value[c * slot:c * slot + self.value_size] for c in range(self.runtime.nr_cpus)]
+        values = [value[c * slot:(c + 1) * slot] for c in range(self.runtime.nr_cpus)]
         if old is not None:
             for region, v in zip(old.regions, values, strict=True):
-                region.buf[:] = v
+                region.buf[:len(v)] = v
             return
         self._replace(key, None, values)
 

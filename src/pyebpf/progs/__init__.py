@@ -38,13 +38,20 @@ class ProgTypeOps:
     test_run: Callable[..., Any] | None = None
     #: Checks expected_attach_type at load (EINVAL when not allowed).
     check_attach: Callable[[Any], None] = _no_attach_rules
+    #: The kernel's ``is_valid_access``: ``(off, size, write, prog) -> type``
+    #: of the value a load gives (a RegType value, possibly with
+    #: PTR_MAYBE_NULL), or None when the access is invalid. None here: derive
+    #: it from ``ctx`` (readable/writable fields; pointer fields by name).
+    is_valid_access: Callable[[int, int, bool, Any], int | None] | None = None
+    #: Allowed return values of the program (check_return_code), or None.
+    retval_range: tuple[int, int] | None = None
 
 
 #: ProgType -> its ops.
 PROG_TYPES: dict[ProgType, ProgTypeOps] = {}
 
 #: Modules defining program type families (each registers its types on import).
-_FAMILIES = ("xdp",)
+_FAMILIES = ("xdp", "skb", "tracing", "sock", "cgroup", "syscall_prog")
 _loaded = False
 
 
