@@ -109,6 +109,11 @@ class Verifier:
         self.used_maps: list[Any] = []
         self.prune_points: set[int] = set()
         self.explored: dict[int, list[VerifierState]] = {}
+        #: Explored states per insn by fingerprint, for loop detection.
+        self.looping: dict[int, dict[tuple[object, ...], VerifierState]] = {}
+        self.jmps_processed = 0
+        self.prev_jmps_processed = 0
+        self.prev_insn_processed = 0
         self.insn_processed = 0
         self.total_states = 0
         self.peak_states = 0
@@ -277,26 +282,48 @@ class Verifier:
 
     # -- pruning ---------------------------------------------------------------------------
     def is_state_visited(self, idx: int) -> bool:
+        """is_state_visited: prune if an explored, finished state here covers this one.
+
+        States still on the current path (``branches`` > 0) are only compared
+        exactly, to detect a loop that can't make progress; they are found by
+        fingerprint. New states are stored with the kernel's heuristic: only
+        after 2 jumps and 8 instructions since the last one (in a loop: 20 jumps
+        or 100 instructions), which keeps long bounded loops cheap.
+        """
         from .prune import states_equal
 
         cur = self.cur
+        add_new_state = (self.jmps_processed - self.prev_jmps_processed >= 2
+                         and self.insn_processed - self.prev_insn_processed >= 8)
         lst = self.explored.setdefault(idx, [])
+        looping = self.looping.setdefault(idx, {})
+        if looping:
+            fp = cur.fingerprint()
+            old = looping.get(fp)
+            if old is not None and old.branches and self._maybe_looping(old, cur):
+                self.verbose(f"infinite loop detected at insn {idx}\n")
+                self.verbose("cur state:" + cur.format(print_all=True) + "\n")
+                self.verbose("old state:" + old.format(print_all=True) + "\n")
+                raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
+            if any(st.branches for st in looping.values()) and (
+                    self.jmps_processed - self.prev_jmps_processed < 20
+                    and self.insn_processed - self.prev_insn_processed < 100):
+                add_new_state = False
         for old in lst:
-            if old.branches:
-                if states_equal(self, old, cur, exact=True) and self._maybe_looping(old, cur):
-                    self.verbose(f"infinite loop detected at insn {idx}\n")
-                    self.verbose("cur state:" + cur.format(print_all=True) + "\n")
-                    self.verbose("old state:" + old.format(print_all=True) + "\n")
-                    raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
-                continue
-            if states_equal(self, old, cur, exact=False):
+            if not old.branches and states_equal(self, old, cur, exact=False):
                 return True
+        if not add_new_state:
+            return False
         new = cur.copy()
         new.branches = cur.branches
         new.parent = cur.parent
         new.insn_idx = idx
+        new.fp = cur.fingerprint()
         cur.parent = new
         lst.append(new)
+        looping[new.fp] = new
+        self.prev_jmps_processed = self.jmps_processed
+        self.prev_insn_processed = self.insn_processed
         self.total_states += 1
         self.peak_states = max(self.peak_states, self.total_states)
         self.max_states_per_insn = max(self.max_states_per_insn, len(lst))
@@ -382,6 +409,7 @@ class Verifier:
 
     def do_jmp(self, insn: Insn, idx: int, cls: int) -> bool:
         op = insn.code & 0xF0
+        self.jmps_processed += 1
         if op == 0x80:  # BPF_CALL
             if (insn.code & 0x08 or (insn.src != 2 and insn.off != 0)
                     or insn.src not in (0, 1, 2) or insn.dst != 0 or cls == 0x06):

@@ -341,6 +341,7 @@ class VerifierState:
         "active_locks",
         "branches",
         "curframe",
+        "fp",
         "frames",
         "insn_idx",
         "loop_entry",
@@ -362,6 +363,8 @@ class VerifierState:
         self.parent: VerifierState | None = None
         self.loop_entry = None
         self.may_goto_depth = 0
+        #: The fingerprint of an explored state (set when it is stored).
+        self.fp: tuple[object, ...] | None = None
 
     def copy(self) -> VerifierState:
         v = VerifierState.__new__(VerifierState)
@@ -375,6 +378,7 @@ class VerifierState:
         v.parent = self.parent
         v.loop_entry = self.loop_entry
         v.may_goto_depth = self.may_goto_depth
+        v.fp = None
         return v
 
     @property
@@ -384,6 +388,27 @@ class VerifierState:
     @property
     def regs(self) -> list[RegState]:
         return self.frames[self.curframe].regs
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """A key equal for two states exactly when they are equal (ids renamed in
+        order of appearance, as check_ids allows): loop detection compares these."""
+        ids: dict[int, int] = {}
+
+        def rid(i: int) -> int:
+            return ids.setdefault(i, len(ids) + 1) if i else 0
+
+        def reg(r: RegState) -> tuple[object, ...]:
+            return (r.type, r.off, r.scalar, rid(r.id), rid(r.ref_obj_id), id(r.map), r.range,
+                    r.frameno, r.mem_size, r.extra)
+
+        parts: list[object] = [self.curframe, self.active_locks, self.may_goto_depth,
+                               tuple(rid(r[0]) for r in self.refs)]
+        for f in self.frames:
+            parts.append((f.callsite, tuple(reg(r) for r in f.regs)))
+            parts.append(tuple((tuple(s.slot_type),
+                                reg(s.spilled) if s.is_spill and s.spilled is not None else None)
+                               for s in f.stack))
+        return tuple(parts)
 
     def format(self, scratched: set[int] | None = None, print_all: bool = True) -> str:
         f = self.frames[self.curframe]
