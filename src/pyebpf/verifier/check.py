@@ -111,6 +111,8 @@ class Verifier:
         self.explored: dict[int, list[VerifierState]] = {}
         #: Explored states per insn by fingerprint, for loop detection.
         self.looping: dict[int, dict[tuple[object, ...], VerifierState]] = {}
+        #: Explored states whose every path is done: what pruning compares with.
+        self.finished: dict[int, list[VerifierState]] = {}
         self.jmps_processed = 0
         self.prev_jmps_processed = 0
         self.prev_insn_processed = 0
@@ -264,10 +266,14 @@ class Verifier:
         return False
 
     def update_branch_counts(self, st: VerifierState | None) -> None:
+        """A path ended: its states' pending branches drop; finished explored
+        states become usable for pruning."""
         while st is not None:
             st.branches -= 1
             if st.branches:
                 break
+            if st.fp is not None:
+                self.finished.setdefault(st.insn_idx, []).append(st)
             st = st.parent
 
     def push_stack(self, insn_idx: int, prev_insn_idx: int) -> VerifierState:
@@ -305,12 +311,14 @@ class Verifier:
                 self.verbose("cur state:" + cur.format(print_all=True) + "\n")
                 self.verbose("old state:" + old.format(print_all=True) + "\n")
                 raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
-            if any(st.branches for st in looping.values()) and (
+            # In a loop (the last state stored here is still on this path) add
+            # states sparingly: iterations differ and rarely help pruning.
+            if lst and lst[-1].branches and (
                     self.jmps_processed - self.prev_jmps_processed < 20
                     and self.insn_processed - self.prev_insn_processed < 100):
                 add_new_state = False
-        for old in lst:
-            if not old.branches and states_equal(self, old, cur, exact=False):
+        for old in self.finished.get(idx, ()):
+            if states_equal(self, old, cur, exact=False):
                 return True
         if not add_new_state:
             return False
