@@ -29,7 +29,14 @@ from .isa.opcodes import OPCODES, Class, Kind, PseudoSrc
 from .maps.base import BpfMap
 from .runtime import BpfObject, ObjKind, Runtime
 from .syscall import _copy_out, copy_from_user, obj_name_cpy, register_command
-from .uapi import BPF_COMPLEXITY_LIMIT_INSNS, BPF_MAXINSNS, Cmd, ProgLoadFlags, ProgType
+from .uapi import (
+    BPF_COMPLEXITY_LIMIT_INSNS,
+    BPF_MAXINSNS,
+    AttachType,
+    Cmd,
+    ProgLoadFlags,
+    ProgType,
+)
 
 __all__ = ["BpfProg", "LoadedFd", "ProgInfo", "TestRunResult", "VERIFIERS", "prog_load"]
 
@@ -355,6 +362,18 @@ VERIFIERS: dict[str, Callable[[Runtime, BpfProg, VerifierLog], None]] = {
 }
 
 
+#: bpf_prog_load_fixup_attach_type: the attach type an unset one means.
+_DEFAULT_ATTACH = {ProgType.CGROUP_SOCK: AttachType.CGROUP_INET_SOCK_CREATE,
+                   ProgType.SK_REUSEPORT: AttachType.SK_REUSEPORT_SELECT}
+
+
+def _fixup_attach_type(attr: ProgLoadAttr) -> ProgLoadAttr:
+    default = _DEFAULT_ATTACH.get(attr.prog_type)  # type: ignore[call-overload]
+    if default is not None and not attr.expected_attach_type:
+        return attrs.evolve(attr, expected_attach_type=int(default))
+    return attr
+
+
 def prog_load(rt: Runtime, attr: ProgLoadAttr) -> LoadedFd:
     if attr.prog_flags & ~PROG_LOAD_FLAG_MASK:
         raise BpfError(errno.EINVAL, f"invalid prog_flags {attr.prog_flags:#x}")
@@ -366,6 +385,7 @@ def prog_load(rt: Runtime, attr: ProgLoadAttr) -> LoadedFd:
         raise BpfError(errno.EPERM, "this program type needs CAP_BPF")
     from .progs import prog_type_ops
 
+    attr = _fixup_attach_type(attr)
     ops = prog_type_ops(attr.prog_type)
     if ops is not None:
         ops.check_attach(attr)

@@ -153,6 +153,7 @@ class Verifier:
         check_subprogs(self)
         resolve_pseudo_ldimm64(self)
         check_cfg(self)
+        self.check_attach_btf_id()
         try:
             self.do_check_main()
             from .calls import check_max_stack_depth
@@ -160,6 +161,18 @@ class Verifier:
             check_max_stack_depth(self)
         finally:
             self.print_stats()
+
+    def check_attach_btf_id(self) -> None:
+        """The sleepable rules of check_attach_btf_id (the BTF attach part needs vmlinux BTF)."""
+        sleepable = bool(self.prog.prog_flags & 16)
+        if self.prog_type == ProgType.SYSCALL:
+            if not sleepable:
+                self.fail(errno.EINVAL, "Syscall programs can only be sleepable")
+            return
+        if sleepable and self.prog_type not in (ProgType.TRACING, ProgType.LSM,
+                                                ProgType.STRUCT_OPS, ProgType.KPROBE):
+            self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and "
+                      "struct_ops programs can be sleepable")
 
     def print_stats(self) -> None:
         if self.log.level & 4:
