@@ -23,8 +23,8 @@ from typing import Any
 import attrs
 
 from .attr import LOG_BUF_AUTO, ProgLoadAttr, TestRunAttr, UserPtr
-from .errors import BpfError, BpfFault, VerifierError
-from .isa.insn import INSN_SIZE, Insn, decode, encode
+from .errors import BpfError, BpfFault, InvalidInsn, VerifierError
+from .isa.insn import INSN_SIZE, Insn, decode, encode, validate
 from .isa.opcodes import OPCODES, Class, Kind, PseudoSrc
 from .maps.base import BpfMap
 from .runtime import BpfObject, ObjKind, Runtime
@@ -333,6 +333,11 @@ def structural_check(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
                 msg = f"jump to the middle of ldimm64 insn {t}"
                 log.write(msg + "\n")
                 raise VerifierError(errno.EINVAL, msg, log.text)
+    try:
+        validate(insns)  # what the interpreter needs to give every slot a meaning
+    except InvalidInsn as err:
+        log.write(f"{err.strerror}\n")
+        raise VerifierError(errno.EINVAL, str(err.strerror), log.text) from None
     last = insns[-1]
     lspec = OPCODES.get(last.code)
     if lspec is None or not (lspec.kind is Kind.EXIT or lspec.kind is Kind.JA):
