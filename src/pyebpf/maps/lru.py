@@ -489,9 +489,13 @@ class LruHashMap(HashMap):
     def update_elem(self, key: bytes, value: bytes, flags: int) -> None:
         """htab_lru_map_update_elem (a program's update; per-CPU: this CPU's value)."""
         if self.percpu:
+            # pcpu_init_value(onallcpus=false): this CPU's value, the others zeroed; each
+            # CPU's value is a round_up(value_size, 8) slot.
             cpu = self.runtime.cpu
+            slot = round_up(self.value_size, 8)
             self._percpu_update(key, flags, lambda: [
-                value if c == cpu else bytes(self.value_size) for c in range(self.runtime.nr_cpus)
+                value.ljust(slot, b"\0") if c == cpu else bytes(slot)
+                for c in range(self.runtime.nr_cpus)
             ], in_place={cpu: value})
             return
         if flags > BPF_EXIST:
@@ -532,7 +536,7 @@ class LruHashMap(HashMap):
             assert isinstance(old, _LruElem)
             old.node.ref = 1
             for cpu, v in in_place.items():
-                old.regions[cpu].buf[:] = v
+                old.regions[cpu].buf[:len(v)] = v
             if node is not None:
                 self.lru_state.push_free(node)
             return
@@ -556,8 +560,9 @@ class LruHashMap(HashMap):
         if not self.percpu:
             self.update_elem(key, value, flags)
             return
+        # pcpu_copy_value(onallcpus): whole 8-byte-rounded slots, the caller's padding kept.
         slot = round_up(self.value_size, 8)
-        values = [value[c * slot:c * slot + self.value_size] for c in range(self.runtime.nr_cpus)]
+        values = [value[c * slot:(c + 1) * slot] for c in range(self.runtime.nr_cpus)]
         self._percpu_update(key, flags, lambda: values, in_place=dict(enumerate(values)))
 
     def free(self) -> None:
