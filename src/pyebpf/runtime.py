@@ -90,7 +90,7 @@ class Runtime:
     """
 
     #: The verifier new runtimes use (see pyebpf.prog.VERIFIERS).
-    default_verifier = "structural"
+    default_verifier = "kernel"
 
     def __init__(
         self,

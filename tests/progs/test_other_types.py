@@ -50,7 +50,7 @@ from pyebpf.progs.tracing import (
 )
 from pyebpf.runtime import Runtime
 from pyebpf.syscall import bpf
-from pyebpf.uapi import AttachType, Cmd, ProgType
+from pyebpf.uapi import AttachType, Cmd, ProgLoadFlags, ProgType
 
 SCALAR = 1
 
@@ -200,7 +200,9 @@ def test_cgroup_rules() -> None:
 ])
 def test_loads(prog_type, eat) -> None:
     rt = Runtime()
-    assert _load(rt, prog_type, _mov_r0(0) + EXIT, eat) >= 3
+    # SYSCALL programs must be sleepable (BPF_F_SLEEPABLE), as the 6.18 verifier says.
+    flags = ProgLoadFlags.SLEEPABLE if prog_type == ProgType.SYSCALL else 0
+    assert _load(rt, prog_type, _mov_r0(0) + EXIT, eat, flags) >= 3
     assert prog_type_ops(prog_type) is not None
 
 
