@@ -1,6 +1,6 @@
 """The ``pyebpf`` command.
 
-    pyebpf demo                       assemble, disassemble and run a small program
+    pyebpf demo                       load, verify and test-run a small XDP program
     pyebpf asm FILE                   assemble conformance-dialect text to hex bytes
     pyebpf disasm FILE [--opcodes]    print a program (hex or raw bytes) in kernel syntax
     pyebpf run FILE [--mem HEX]       run a program (.data file, assembly, hex or bytes)
@@ -20,23 +20,39 @@ from .isa import Insn, encode
 from .isa.asm import assemble
 from .isa.disasm import disasm
 
-#: The demo: sum the bytes of a buffer, the way a packet counter walks a packet.
+#: The demo: an XDP program that counts packets per IP protocol in an array map,
+#: drops UDP and passes the rest. ``MAP`` stands for the map's fd, patched in.
 DEMO_ASM = """\
-# r1 = buffer, r2 = its length (the bpf_conformance calling convention)
-mov %r0, 0
-mov %r3, 0
-loop:
-jge %r3, %r2, done
-mov %r4, %r1
-add %r4, %r3
-ldxb %r5, [%r4]
-add %r0, %r5
-add %r3, 1
-ja loop
-done:
+ldxw %r2, [%r1+0]          # r2 = ctx->data
+ldxw %r3, [%r1+4]          # r3 = ctx->data_end
+mov %r0, 2                 # XDP_PASS
+mov %r4, %r2
+add %r4, 34                # Ethernet (14) + IPv4 header (20)
+jgt %r4, %r3, out          # too short: pass
+ldxb %r5, [%r2+23]         # IPv4 protocol
+stxw [%r10-4], %r5         # key = protocol
+mov %r2, %r10
+add %r2, -4
+lddw %r1, MAP
+call 1                     # bpf_map_lookup_elem(&counts, &key)
+jeq %r0, 0, pass
+mov %r1, 1
+lock add [%r0+0], %r1      # counts[protocol] += 1
+pass:
+mov %r0, 2
+ldxw %r5, [%r10-4]
+jne %r5, 17, out
+mov %r0, 1                 # UDP: XDP_DROP
+out:
 exit
 """
-DEMO_MEM = bytes(range(1, 17))
+
+
+def demo_packet(protocol: int) -> bytes:
+    """An Ethernet + IPv4 frame carrying ``protocol``, padded to 64 bytes."""
+    eth = bytes(12) + b"\x08\x00"
+    ip = bytes([0x45, 0, 0, 50, 0, 0, 0, 0, 64, protocol, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2])
+    return (eth + ip).ljust(64, b"\0")
 
 
 def _load_program(path: str) -> tuple[list[Insn], bytes | None]:
@@ -59,15 +75,33 @@ def _load_program(path: str) -> tuple[list[Insn], bytes | None]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .engine import Vm
+    """Create a map, load (verify) an XDP program, test-run it, print what happened."""
+    from . import Cmd, Map, MapType, ProgLoadAttr, ProgType, Runtime, TestRunAttr, bpf
 
-    prog = assemble(DEMO_ASM)
-    print("program (kernel syntax):")
+    rt = Runtime()
+    counts = Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=256,
+                        name="counts", runtime=rt)
+    prog = assemble(DEMO_ASM.replace("MAP", "0"))
+    lddw = next(i for i, insn in enumerate(prog) if insn.code == 0x18)
+    prog[lddw] = Insn(0x18, prog[lddw].dst, 1, 0, counts.fd)  # src 1: BPF_PSEUDO_MAP_FD
+    fd = bpf(Cmd.PROG_LOAD, ProgLoadAttr(prog_type=ProgType.XDP, insns=prog, license="GPL",
+                                         prog_name="xdp_count", log_level=2,
+                                         log_size=1 << 20), runtime=rt)
+    print("== program (kernel syntax)")
     print(disasm(prog).rstrip())
-    vm = Vm(prog)
-    r0 = vm.run(DEMO_MEM)
-    print(f"\ninput: {DEMO_MEM.hex(' ')}")
-    print(f"result: r0 = {r0} ({r0:#x}) after {vm.insns_executed} instructions")
+    print("\n== verifier log (log_level 2)")
+    print(fd.log.rstrip())
+    print("\n== test runs (BPF_PROG_TEST_RUN)")
+    actions = {1: "XDP_DROP", 2: "XDP_PASS"}
+    for name, proto in (("tcp", 6), ("udp", 17), ("tcp", 6), ("icmp", 1)):
+        r = bpf(Cmd.PROG_TEST_RUN, TestRunAttr(prog_fd=fd, data_in=demo_packet(proto)),
+                runtime=rt)
+        print(f"{name:<5} packet -> r0 = {r.retval} ({actions.get(r.retval, '?')})")
+    print("\n== map 'counts' (non-zero entries)")
+    for key, value in counts.items():
+        n = int.from_bytes(value, "little")
+        if n:
+            print(f"  protocol {int.from_bytes(key, 'little'):3d}: {n}")
     return 0
 
 
@@ -103,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "pure Python.")
     parser.add_argument("--version", action="version", version=f"pyebpf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="assemble, disassemble and run a small program")
+    sub.add_parser("demo", help="load, verify and test-run a small XDP program with a map")
     p = sub.add_parser("asm", help="assemble conformance-dialect text to hex")
     p.add_argument("file", help="assembly file, or - for stdin")
     p = sub.add_parser("disasm", help="print a program in the kernel's syntax")

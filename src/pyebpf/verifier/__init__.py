@@ -24,7 +24,6 @@ def verify(runtime: Any, prog: Any, log: Any) -> None:
     :class:`~pyebpf.errors.VerifierError` with the kernel's errno, the
     reason (the log's last line) as message, and the log.
     """
-    from ..prog import _s32
     from .check import Verifier
 
     v = Verifier(runtime, prog, log)
@@ -35,12 +34,7 @@ def verify(runtime: Any, prog: Any, log: Any) -> None:
     except RecursionError:  # pragma: no cover - deep recursion is not expected
         raise VerifierError(errno.E2BIG, "program too complex", log.text) from None
     prog.verified_insns = v.insn_processed
-    for idx, (m, off, kind) in v.ld_imm64.items():
-        addr = m.addr if kind in (1, 5) else m.direct_value_addr() + off
-        insn, nxt = prog.insns[idx], prog.insns[idx + 1]
-        prog.insns[idx] = type(insn)(insn.code, insn.dst, insn.src, insn.off,
-                                     _s32(addr & 0xFFFF_FFFF))
-        prog.insns[idx + 1] = type(nxt)(nxt.code, nxt.dst, nxt.src, nxt.off, _s32(addr >> 32))
+    prog.insns = list(v.insns)  # lddw map references rewritten to addresses
     for m in v.used_maps:
         if m not in prog.used_maps:
             m.hold()

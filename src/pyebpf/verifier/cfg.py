@@ -159,11 +159,20 @@ def resolve_pseudo_ldimm64(v: Verifier) -> None:
                     )
             v.ld_imm64[i] = (m, off, src)
             v.use_map(m)
+            # As the kernel does here, the slots now hold the address (the log shows it).
+            addr = m.addr if src in (1, 5) else m.direct_value_addr() + off
+            insns[i] = Insn(insn.code, insn.dst, insn.src, insn.off, _s32(addr))
+            insns[i + 1] = Insn(nxt.code, nxt.dst, nxt.src, nxt.off, _s32(addr >> 32))
             i += 2
             continue
         if not _in_insntable(code):
             v.fail(errno.EINVAL, f"unknown opcode {code:02x}")
         i += 1
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFF_FFFF
+    return v - (1 << 32) if v >> 31 else v
 
 
 def _direct_value_error(m: Any, off: int) -> int:

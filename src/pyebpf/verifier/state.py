@@ -322,12 +322,13 @@ class FuncState:
             if not print_all and scratched is not None and -(spi + 1) not in scratched:
                 continue
             off = -(spi + 1) * BPF_REG_SIZE
+            # Slot bytes print in slot_type order; a spill prints the bytes before
+            # the first spilled one, then the register.
+            chars = "".join(SLOT_CHARS[t] for t in types)
             if slot.is_spill and slot.spilled is not None:
-                sp = slot.spilled
-                text = sp.format(self.frameno)
-                out += f" fp{off}={text}"
+                first = next(i for i, t in enumerate(types) if t == SlotType.SPILL)
+                out += f" fp{off}={chars[:first]}{slot.spilled.format(self.frameno)}"
             else:
-                chars = "".join(SLOT_CHARS[t] for t in reversed(types))
                 out += f" fp{off}={chars}"
         if self.in_callback_fn:
             out += " cb"
