@@ -88,7 +88,7 @@ _FALLBACK_SPECS: dict[str, dict[str, Any]] = {
     "map_array_48b": {
         "map_type": "BPF_MAP_TYPE_ARRAY", "key_size": 4, "value_size": 48, "max_entries": 1,
         "map_flags": 0,
-        "init": {"key": 0, "value_hex": "1c" + "00" * 23 + "12efcdab" + "00" * 20}},
+        "init": {"key": 0, "value_hex": "1c" + "00" * 27 + "12efcdab" + "00" * 16}},
     "map_in_map": {"map_type": "BPF_MAP_TYPE_ARRAY_OF_MAPS", "key_size": 4, "value_size": 4,
                    "max_entries": 1, "map_flags": 0,
                    "inner_map": {"map_type": "BPF_MAP_TYPE_ARRAY", "key_size": 4,
