@@ -157,3 +157,80 @@ class LpmMachine(RuleBasedStateMachine):
 
 TestLpmTrie = LpmMachine.TestCase
 TestLpmTrie.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
+
+
+def _ip(text: str) -> str:
+    """``"192.168.1.0/24"`` -> ``"24:c0a80100"`` (the scenario op argument)."""
+    addr, _, plen = text.partition("/")
+    return f"{plen}:{bytes(int(x) for x in addr.split('.')).hex()}"
+
+
+#: Scripted sequences over IPv4 keys (what, ops). Ops: ``u``/``l``/``d``/``n`` (update,
+#: lookup, delete, get_next_key) followed by ``prefixlen:hexdata``; ``u`` may end in
+#: ``f<flags>``; ``n-`` is get_next_key with a NULL key.
+LPM_SCENARIOS = [
+    ("the kernel's documented example", [
+        "u" + _ip("192.168.0.0/16"), "u" + _ip("192.168.0.0/24"), "u" + _ip("192.168.128.0/24"),
+        "u" + _ip("192.168.1.0/24"), "l" + _ip("192.168.1.1/32"), "l" + _ip("192.168.0.0/23"),
+        "l" + _ip("192.168.2.1/32"), "l" + _ip("10.0.0.1/32"), "n-", "n" + _ip("192.168.1.0/24"),
+        "n" + _ip("192.168.0.0/16"), "n" + _ip("192.168.0.0/23"), "n" + _ip("1.2.3.4/33")]),
+    ("deleting a node with two children leaves an intermediate node", [
+        "u" + _ip("10.0.0.0/8"), "u" + _ip("10.0.0.0/16"), "u" + _ip("10.128.0.0/16"),
+        "d" + _ip("10.0.0.0/8"), "l" + _ip("10.1.2.3/32"), "l" + _ip("10.0.2.3/32"),
+        "u" + _ip("10.0.0.0/8") + "f2", "d" + _ip("10.0.0.0/8"), "u" + _ip("10.0.0.0/8") + "f1",
+        "l" + _ip("10.1.2.3/32"), "d" + _ip("10.128.0.0/16"), "l" + _ip("10.128.2.3/32")]),
+    ("a leaf under an intermediate node takes it along", [
+        "u" + _ip("10.0.0.0/16"), "u" + _ip("10.1.0.0/16"), "u" + _ip("10.2.0.0/16"),
+        "d" + _ip("10.1.0.0/16"), "d" + _ip("10.0.0.0/16"), "u" + _ip("10.3.0.0/16"),
+        "d" + _ip("10.2.0.0/16"), "d" + _ip("10.3.0.0/16"), "n-"]),
+    ("an intermediate node is a match for no lookup", [
+        "u" + _ip("10.0.0.0/8"), "u" + _ip("10.0.0.0/24"), "u" + _ip("10.0.1.0/24"),
+        "l" + _ip("10.0.0.0/23"), "l" + _ip("10.0.0.0/22"), "u" + _ip("10.0.0.0/23") + "f2",
+        "u" + _ip("10.0.0.0/23") + "f1", "l" + _ip("10.0.0.0/23")]),
+    ("bits past the prefix length are kept", [
+        "u" + _ip("10.1.2.3/8"), "n-", "u" + _ip("10.9.9.9/8"), "n-", "l" + _ip("10.200.0.0/9"),
+        "d" + _ip("10.7.7.7/8"), "n-"]),
+    ("full tries refuse new prefixes, not replacements", [
+        "u" + _ip("1.0.0.0/8"), "u" + _ip("2.0.0.0/8"), "u" + _ip("3.0.0.0/8"),
+        "u" + _ip("1.0.0.0/8"), "u" + _ip("1.0.0.0/16"), "u" + _ip("4.0.0.0/8"),
+        "u" + _ip("1.0.0.0/16") + "f1", "d" + _ip("2.0.0.0/8"), "u" + _ip("4.0.0.0/8"),
+        "u" + _ip("0.0.0.0/0"), "u" + _ip("3.0.0.0/8") + "f2", "l" + _ip("9.9.9.9/32")]),
+]
+
+
+@pytest.mark.parametrize("what,ops", LPM_SCENARIOS, ids=[s[0] for s in LPM_SCENARIOS])
+def test_lpm_scenario_matches_kernel(what: str, ops: list[str]) -> None:
+    attr = MapCreateAttr(map_type=MapType.LPM_TRIE, key_size=8, value_size=4, max_entries=4,
+                         map_flags=MapFlags.NO_PREALLOC)
+    with MapPair(attr) as pair:
+        same_errno(*pair.created, what)
+        rt = pair.rt
+        for i, op in enumerate(ops):
+            kind, arg = op[0], op[1:]
+            key = None
+            flags = 0
+            if arg != "-":
+                spec, _, fl = arg.partition("f")
+                plen, _, hexdata = spec.partition(":")
+                key = lpm_key(int(plen), bytes.fromhex(hexdata))
+                flags = int(fl or 0)
+            if kind == "u":
+                r = pair.elem(Cmd.MAP_UPDATE_ELEM, key=key, value=i.to_bytes(4, "little"),
+                              flags=flags)
+            elif kind == "l":
+                r = pair.elem(Cmd.MAP_LOOKUP_ELEM, key=key)
+            elif kind == "d":
+                r = pair.elem(Cmd.MAP_DELETE_ELEM, key=key)
+            else:
+                r = pair.elem(Cmd.MAP_GET_NEXT_KEY, key=key)
+            same(*r, f"{what}: {op}")
+            walk = []
+            for run, fd in ((lambda c, a: on_pyebpf(rt, c, a), pair.py_fd),
+                            (lambda c, a: on_kernel(c, a, **pair.sizes), pair.k_fd)):
+                keys: list[bytes] = []
+                k: bytes | None = None
+                while (r := run(Cmd.MAP_GET_NEXT_KEY, MapElemAttr(map_fd=fd, key=k))).ok:
+                    k = r.value
+                    keys.append(k)
+                walk.append(keys)
+            assert walk[0] == walk[1], f"{what}: after {op}: py {walk[0]} kernel {walk[1]}"

@@ -186,4 +186,98 @@ class LruMachine(RuleBasedStateMachine):
 
 
 TestLru = LruMachine.TestCase
-TestLru.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestLru.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+#: Scripted sequences for the paths random sequences reach rarely: (what, map type,
+#: max_entries, map_flags, ops). Ops: ``u<key>[f<flags>]`` update, ``l<key>`` a
+#: program's lookup, ``s<key>`` a syscall lookup, ``d<key>`` delete, ``x<key>``
+#: lookup-and-delete, ``c<cpu>`` move to a CPU.
+SCENARIOS = [
+    ("program lookups keep keys", MapType.LRU_HASH, 4, 0, "u1 u2 u3 u4 l1 l2 u5 u6 u7 u8"),
+    ("updating an existing key evicts another", MapType.LRU_HASH, 2, 0, "u2 u4 u4"),
+    ("a failing NOEXIST update still evicts", MapType.LRU_HASH, 2, 0, "u3f1 u4 u4f1"),
+    ("BPF_EXIST fails after evicting its own key", MapType.LRU_HASH, 2, 0, "u3 u4 u3f2"),
+    ("LRU_PERCPU_HASH takes no node for BPF_EXIST", MapType.LRU_PERCPU_HASH, 2, 0,
+     "u3 u4 u3f2 u3f2 u5 u3f2"),
+    ("stealing from another CPU's lists", MapType.LRU_HASH, 1, 0,
+     "u1 c1 u2 c0 u3 d3 c1 u4 c0 u5 l5 c1 u6"),
+    ("stealing with pending ref bits", MapType.LRU_HASH, 3, 0,
+     "u1 l1 c1 u2 u3 c0 u4 l4 u5 c1 u6 u7 c0 u8"),
+    ("per-CPU lists evict only their own", MapType.LRU_HASH, 4, MapFlags.NO_COMMON_LRU,
+     "u1 u2 c1 u3 u4 u5 c0 u6 l6 u7 u8"),
+    ("per-CPU rotation pointer", MapType.LRU_PERCPU_HASH, 16, MapFlags.NO_COMMON_LRU,
+     "u12f1 u21f1 u7 u22 u10 u14 u25 u13 u15f1 u16 u5 u3 u10f2 u20f1"),
+    ("per-CPU active rotation scans 4", MapType.LRU_PERCPU_HASH, 16, MapFlags.NO_COMMON_LRU,
+     "u13 u4 u7 u8 u11 l11 u13f2 u14 l8 l4 u16 l14 u1 u2 u13 u1 u18 u11"),
+    ("per-CPU shrink scans 4", MapType.LRU_HASH, 16, MapFlags.NO_COMMON_LRU,
+     "u3 u15 u17f1 u4f1 u20 u7 u18 u13 l20 l15 u20"),
+    ("least recently used first", MapType.LRU_HASH, 4, 0, "u1 u2 u3 u4 u5 u6 u7"),
+    ("syscall lookups set no ref bit", MapType.LRU_HASH, 4, 0, "u1 u2 u3 u4 s1 s2 u5 u6 u7 u8"),
+    ("deleted nodes are reused first", MapType.LRU_HASH, 4, 0, "u1 u2 u3 u4 d2 u5 x5 u6"),
+    ("bad flags evict nothing", MapType.LRU_HASH, 1, 0, "u1 u2f3 u2f4 u2f6"),
+    ("bad flags evict nothing (per-CPU)", MapType.LRU_PERCPU_HASH, 1, 0, "u1 u2f3 u2f4"),
+    ("per-CPU values, program lookups", MapType.LRU_PERCPU_HASH, 4, 0,
+     "u1 u2 u3 u4 l1 c1 l2 u5 u6 c0 u7 u8 s1 s2"),
+    ("a big common LRU (target_free 8)", MapType.LRU_HASH, 33, 0,
+     " ".join([f"u{i}" for i in range(1, 40)] + [f"l{i}" for i in range(20, 30)]
+              + [f"u{i}" for i in range(40, 80)] + ["c1"] + [f"u{i}" for i in range(80, 90)])),
+]
+
+
+@pytest.mark.parametrize("what,mtype,me,flags,ops", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_lru_scenario_matches_kernel(what: str, mtype: MapType, me: int, flags: int,
+                                     ops: str) -> None:
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    attr = MapCreateAttr(map_type=mtype, key_size=4, value_size=8, max_entries=me,
+                         map_flags=flags | MapFlags.ZERO_SEED)
+    pair = MapPair(attr)
+    prog = None
+    try:
+        py, k = pair.created
+        same_errno(py, k, what)
+        prog = ProgLookup(pair.k_fd, 4)
+        m = pair.rt.fds[pair.py_fd].obj
+        vsize = m.syscall_value_size  # type: ignore[attr-defined]
+        rt = pair.rt
+
+        def walk(run: Any, fd: int) -> list[bytes]:
+            out: list[bytes] = []
+            key = None
+            while True:
+                r = run(Cmd.MAP_GET_NEXT_KEY, MapElemAttr(map_fd=fd, key=key))
+                if not r.ok:
+                    return out
+                key = r.value
+                out.append(key)
+
+        for op in ops.split():
+            kind, arg = op[0], op[1:]
+            if kind == "c":
+                os.sched_setaffinity(0, {int(arg)})
+                rt.cpu = int(arg)
+                continue
+            num, _, fl = arg.partition("f")
+            key = int(num).to_bytes(4, "little")
+            if kind == "u":
+                value = bytes([int(num)]) * vsize
+                same(*pair.elem(Cmd.MAP_UPDATE_ELEM, key=key, value=value, flags=int(fl or 0)),
+                     f"{what}: {op}")
+            elif kind == "d":
+                same(*pair.elem(Cmd.MAP_DELETE_ELEM, key=key), f"{what}: {op}")
+            elif kind == "s":
+                same(*pair.elem(Cmd.MAP_LOOKUP_ELEM, key=key), f"{what}: {op}")
+            elif kind == "x":
+                same(*pair.elem(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, key=key), f"{what}: {op}")
+            elif kind == "l":
+                m.lookup_elem(key)  # type: ignore[attr-defined]
+                prog(key)
+            py_keys = walk(lambda c, a: on_pyebpf(rt, c, a), pair.py_fd)
+            k_keys = walk(lambda c, a: on_kernel(c, a, **pair.sizes), pair.k_fd)
+            assert py_keys == k_keys, f"{what}: after {op}: py {py_keys} kernel {k_keys}"
+    finally:
+        if prog is not None:
+            prog.close()
+        pair.close()
+        os.sched_setaffinity(0, saved)

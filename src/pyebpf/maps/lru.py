@@ -42,6 +42,7 @@ caller to one CPU. Free nodes are interchangeable, so free lists are counts.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -55,6 +56,7 @@ from .jhash import htab_map_hash
 
 if TYPE_CHECKING:
     from ..attr import MapCreateAttr
+    from ..memory import Region
     from ..runtime import Runtime
 
 __all__ = ["BpfLru", "LruHashMap", "LruNode", "LruPercpuHashMap"]
@@ -157,7 +159,7 @@ class _LocalList:
 class _LruElem(_Elem):
     __slots__ = ("node",)
 
-    def __init__(self, key: bytes, hash_: int, regions: list, node: LruNode) -> None:  # type: ignore[type-arg]
+    def __init__(self, key: bytes, hash_: int, regions: list[Region], node: LruNode) -> None:
         super().__init__(key, hash_, regions)
         self.node = node
 
@@ -170,7 +172,8 @@ class BpfLru:
     on the kernel when nothing runs concurrently.
     """
 
-    def __init__(self, nr_elems: int, nr_cpus: int, percpu: bool, del_from_htab) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, nr_elems: int, nr_cpus: int, percpu: bool,
+                 del_from_htab: Callable[[LruNode], bool]) -> None:
         self.percpu = percpu
         self.nr_cpus = nr_cpus
         self.del_from_htab = del_from_htab
@@ -519,7 +522,8 @@ class LruHashMap(HashMap):
             self._drop(old)
         self.elems[key] = elem
 
-    def _percpu_update(self, key: bytes, flags: int, new_values, in_place: dict[int, bytes]) -> None:  # type: ignore[no-untyped-def]
+    def _percpu_update(self, key: bytes, flags: int, new_values: Callable[[], list[bytes]],
+                       in_place: dict[int, bytes]) -> None:
         """__htab_lru_percpu_map_update_elem: values change in place; no node for BPF_EXIST."""
         if flags > BPF_EXIST:
             raise BpfError(errno.EINVAL, f"invalid update flags {flags:#x}")
@@ -565,10 +569,6 @@ class LruHashMap(HashMap):
         values = [value[c * slot:(c + 1) * slot] for c in range(self.runtime.nr_cpus)]
         self._percpu_update(key, flags, lambda: values, in_place=dict(enumerate(values)))
 
-    def free(self) -> None:
-        super().free()
-        self.lru_state = BpfLru(0, self.runtime.nr_cpus, self.lru_state.percpu,
-                                self._delete_node)
 
 
 @register_map(MapType.LRU_PERCPU_HASH)
