@@ -45,6 +45,12 @@ from .uapi import (
     ProgType,
 )
 
+# isort: split
+from .btf import Btf, BtfError, BtfExt
+from .collection import Collection, load_object
+from .elf import ElfError, MapSpec, ObjectSpec, ProgramSpec, load_spec
+from .objects import Program
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -95,4 +101,15 @@ __all__ = [
     "disasm",
     "encode",
     "format_insn",
+    "Btf",
+    "BtfError",
+    "BtfExt",
+    "Collection",
+    "ElfError",
+    "MapSpec",
+    "ObjectSpec",
+    "Program",
+    "ProgramSpec",
+    "load_object",
+    "load_spec",
 ]

@@ -1,5 +1,7 @@
 """Friendly objects over ``bpf()``: every method is one or more bpf() commands.
 
+``Program`` wraps a program fd (load, test-run, run, pin).
+
 ``Map`` is a dict-like view of a map fd. It adds no semantics of its own:
 ``m[k] = v`` is MAP_UPDATE_ELEM with BPF_ANY, ``m[k]`` is MAP_LOOKUP_ELEM,
 iteration is MAP_GET_NEXT_KEY, so a user sees exactly the kernel's errno
@@ -13,13 +15,22 @@ import errno
 from collections.abc import Iterator
 from typing import Any
 
-from .attr import InfoByFdAttr, MapCreateAttr, MapElemAttr, MapFdAttr, ObjPinAttr
+from .attr import (
+    InfoByFdAttr,
+    MapCreateAttr,
+    MapElemAttr,
+    MapFdAttr,
+    ObjPinAttr,
+    ProgLoadAttr,
+    TestRunAttr,
+)
 from .errors import BpfError
+from .prog import TestRunResult
 from .runtime import Runtime, default_runtime
 from .syscall import MapInfo, bpf
-from .uapi import BPF_ANY, Cmd, MapType
+from .uapi import BPF_ANY, Cmd, MapType, ProgType
 
-__all__ = ["KeyNotFound", "Map"]
+__all__ = ["KeyNotFound", "Map", "Program"]
 
 Key = bytes | bytearray | memoryview | int
 
@@ -196,3 +207,102 @@ class Map:
     def __repr__(self) -> str:
         return (f"<Map fd={self.fd} {self.map_type.name} {self.name!r} key={self.key_size} "
                 f"value={self.value_size} max_entries={self.max_entries}>")
+
+
+class Program:
+    """A loaded program fd: run it, test-run it, pin it.
+
+    ``test_run`` is BPF_PROG_TEST_RUN, exactly as the kernel offers it for the
+    program's type. ``run`` runs it once for any type: through PROG_TEST_RUN
+    where the type has one, else directly, with ``ctx`` as the bytes of the
+    type's ctx struct (what a kprobe or tracepoint would be handed).
+    """
+
+    def __init__(self, fd: int, runtime: Runtime | None = None, *, name: str | None = None,
+                 spec: Any = None, log: str = "") -> None:
+        self.runtime = runtime if runtime is not None else default_runtime()
+        self.fd = fd
+        info = self.info()
+        self.prog_type = ProgType(info.type)
+        #: The kernel's name (at most 15 characters) unless a longer one is given.
+        self.name = name if name is not None else info.name
+        #: The ProgramSpec it was loaded from (None for a bare fd).
+        self.spec = spec
+        #: The verifier log of the load, when one was asked for.
+        self.log = log if log else getattr(fd, "log", "")
+
+    @classmethod
+    def load(cls, prog_type: ProgType | int, insns: Any, *, license: str = "GPL",
+             name: str = "", expected_attach_type: int = 0, prog_flags: int = 0,
+             log_level: int = 0, log_size: int = 0, runtime: Runtime | None = None,
+             **extra: Any) -> Program:
+        """PROG_LOAD, then wrap the new fd (``insns``: bytes or a list of Insn)."""
+        rt = runtime if runtime is not None else default_runtime()
+        if log_level and not log_size:
+            log_size = 1 << 24
+        attr = ProgLoadAttr(prog_type=int(prog_type), insns=insns, license=license,
+                            prog_name=name, expected_attach_type=expected_attach_type,
+                            prog_flags=prog_flags, log_level=log_level, log_size=log_size,
+                            **extra)
+        fd = bpf(Cmd.PROG_LOAD, attr, runtime=rt)
+        return cls(fd, rt, log=getattr(fd, "log", ""))
+
+    def info(self) -> Any:
+        return bpf(Cmd.OBJ_GET_INFO_BY_FD, InfoByFdAttr(bpf_fd=self.fd), runtime=self.runtime)
+
+    def test_run(self, data: bytes | None = None, *, ctx: bytes | None = None,
+                 repeat: int = 0, flags: int = 0, cpu: int = 0,
+                 data_size_out: int = 0) -> TestRunResult:
+        """BPF_PROG_TEST_RUN: ``data`` is the packet (data_in), ``ctx`` the ctx struct
+        (ctx_in). Returns the kernel's result: retval, data_out, ctx_out, duration."""
+        attr = TestRunAttr(prog_fd=self.fd, data_in=None if data is None else bytes(data),
+                           ctx_in=None if ctx is None else bytes(ctx), repeat=repeat,
+                           flags=flags, cpu=cpu, data_size_out=data_size_out)
+        return bpf(Cmd.PROG_TEST_RUN, attr, runtime=self.runtime)
+
+    def run(self, ctx: bytes | bytearray | None = None, *, data: bytes | None = None) -> int:
+        """Run once and return r0. Types the kernel can test-run go through
+        PROG_TEST_RUN (``data`` and ``ctx`` as there); others run directly with
+        ``ctx`` (zero-filled to the type's ctx size) as their context; a given
+        bytearray receives the ctx as the program left it."""
+        from .progs import prog_type_ops
+
+        ops = prog_type_ops(self.prog_type)
+        if ops is not None and ops.test_run is not None:
+            return self.test_run(data, ctx=None if ctx is None else bytes(ctx)).retval
+        if data is not None:
+            raise BpfError(errno.EINVAL, f"{self.prog_type.name} programs take no packet data")
+        from .prog import BpfProg
+        from .runtime import ObjKind
+
+        prog, _ = self.runtime.get_object(self.fd, ObjKind.PROG)
+        assert isinstance(prog, BpfProg)
+        size = ops.ctx.size if ops is not None and ops.ctx is not None else 0
+        buf = bytearray(ctx if ctx is not None else b"")
+        if len(buf) < size:
+            buf.extend(bytes(size - len(buf)))
+        region = self.runtime.memory.map(buf, kind="ctx", name=f"{self.prog_type.name}_ctx")
+        try:
+            r0 = prog.run(region.base)
+        finally:
+            self.runtime.unmap_later(region)
+        if isinstance(ctx, bytearray):
+            ctx[:] = buf[: len(ctx)]
+        return r0
+
+    def pin(self, path: str) -> None:
+        bpf(Cmd.OBJ_PIN, ObjPinAttr(pathname=path, bpf_fd=self.fd), runtime=self.runtime)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.runtime.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Program fd={self.fd} {self.prog_type.name} {self.name!r}>"

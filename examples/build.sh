@@ -1,0 +1,10 @@
+#!/bin/sh
+# Rebuild the example objects from their C sources. Needs clang and libbpf's
+# headers; on Debian/Ubuntu: apt-get install clang-19 libbpf-dev
+set -e
+cd "$(dirname "$0")"
+CLANG=${CLANG:-clang-19}
+for src in *.c; do
+	$CLANG -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c "$src" -o "${src%.c}.o"
+	echo "built ${src%.c}.o"
+done

@@ -1,0 +1,325 @@
+"""Loading an object file: :func:`load_object` and the :class:`Collection` it returns.
+
+``load_object("prog.o")`` parses the object (:func:`pyebpf.elf.load_spec`),
+creates its maps and loads its programs, the way libbpf's
+``bpf_object__load`` does, and only through ``bpf()``: MAP_CREATE for every
+map (inner-map templates first), MAP_UPDATE_ELEM + MAP_FREEZE for global
+data (``.rodata`` and ``.kconfig`` are created with BPF_F_RDONLY_PROG and
+frozen once written), OBJ_GET/OBJ_PIN for maps pinned by name, PROG_LOAD for
+every program (retried with a verifier log on failure, as libbpf does), and
+MAP_UPDATE_ELEM for the initial slots of program arrays and maps of maps.
+
+The Spec (what the file declares) and the Collection (what was created) are
+kept apart, as cilium/ebpf's CollectionSpec and Collection are.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .attr import MapCreateAttr, MapElemAttr, MapFdAttr, ObjPinAttr, ProgLoadAttr
+from .btf import Btf
+from .elf.core import POISON_HELPER
+from .elf.errors import ElfError
+from .elf.loader import kernel_object_name, load_spec
+from .elf.spec import MapSpec, ObjectSpec, ProgramSpec
+from .errors import BpfError, VerifierError
+from .objects import Map, Program
+from .runtime import Runtime, default_runtime
+from .syscall import bpf
+from .uapi import Cmd, MapFlags, MapType, ProgType
+
+__all__ = ["Collection", "load_object"]
+
+#: The log buffer used when a failed load is retried for its log (libbpf uses 16 MiB).
+RETRY_LOG_SIZE = 1 << 24
+_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+
+ProgTypes = Mapping[str, "ProgType | int | tuple[ProgType | int, int]"]
+
+
+def load_object(source: str | os.PathLike[str] | bytes | ObjectSpec, *,
+                runtime: Runtime | None = None, verifier: str | None = None,
+                programs: Iterable[str] | None = None, prog_types: ProgTypes | None = None,
+                log_level: int = 0, target_btf: Btf | None = None,
+                kconfig: Mapping[str, Any] | None = None, pin_root: str = "/sys/fs/bpf",
+                tail_calls: bool = True, maps: str = "all",
+                name: str | None = None) -> Collection:
+    """Load a BPF ELF object: create its maps, load its programs.
+
+    ``source`` is a path, the object's bytes, or an already parsed ObjectSpec.
+    ``runtime``: the Runtime to load into (default: pyebpf's default runtime).
+    ``verifier``: "kernel" or "structural" for these loads (default: the
+    runtime's setting). ``programs``: load only these (by name; maps are all
+    created). ``prog_types``: types for programs whose section name doesn't say
+    (``{"my_prog": ProgType.SCHED_CLS}``, or a (type, expected attach type)
+    pair), keyed by program or section name. ``log_level``: keep the verifier
+    log of every load (on ``Program.log``). ``tail_calls``: fill program
+    arrays by the section-name conventions of iproute2 ("1/0") and
+    samples/bpf ("socket/1"). ``maps``: "all" creates every map the object
+    declares (as libbpf does); "used" only those the loaded programs refer to
+    (with their inner maps and initial slots).
+    """
+    spec = source if isinstance(source, ObjectSpec) else load_spec(
+        source, name=name, target_btf=target_btf, kconfig=kconfig)
+    return Collection.from_spec(spec, runtime=runtime, verifier=verifier, programs=programs,
+                                prog_types=prog_types, log_level=log_level, pin_root=pin_root,
+                                tail_calls=tail_calls, maps=maps)
+
+
+class Collection:
+    """The maps and programs of a loaded object. ``maps`` by the object's names
+    (".data", ".rodata"... for global data), ``programs`` by function name."""
+
+    def __init__(self, spec: ObjectSpec, runtime: Runtime) -> None:
+        self.spec = spec
+        self.runtime = runtime
+        self.maps: dict[str, Map] = {}
+        self.programs: dict[str, Program] = {}
+
+    @classmethod
+    def from_spec(cls, spec: ObjectSpec, *, runtime: Runtime | None = None,
+                  verifier: str | None = None, programs: Iterable[str] | None = None,
+                  prog_types: ProgTypes | None = None, log_level: int = 0,
+                  pin_root: str = "/sys/fs/bpf", tail_calls: bool = True,
+                  maps: str = "all") -> Collection:
+        rt = runtime if runtime is not None else default_runtime()
+        coll = cls(spec, rt)
+        wanted = list(spec.programs) if programs is None else list(programs)
+        for n in wanted:
+            spec.program(n)  # KeyError with the list of programs
+        saved = rt.verifier
+        if verifier is not None:
+            from .prog import VERIFIERS
+
+            if verifier not in VERIFIERS:
+                raise ValueError(f"unknown verifier {verifier!r} (one of {', '.join(VERIFIERS)})")
+            rt.verifier = verifier
+        if maps not in ("all", "used"):
+            raise ValueError(f"maps must be 'all' or 'used', not {maps!r}")
+        try:
+            coll._create_maps(pin_root, None if maps == "all" else _used_maps(spec, wanted))
+            for n in wanted:
+                coll.programs[n] = coll._load_program(spec.programs[n], prog_types or {},
+                                                      log_level)
+            coll._fill_slots(tail_calls)
+        except BaseException:
+            coll.close()
+            raise
+        finally:
+            rt.verifier = saved
+        return coll
+
+    # -- maps ---------------------------------------------------------------------------------
+    def _bpf(self, cmd: Cmd, attr: Any) -> Any:
+        return bpf(cmd, attr, runtime=self.runtime)
+
+    def _create_maps(self, pin_root: str, only: set[str] | None) -> None:
+        specs = self.spec.maps
+        creating: set[str] = set()
+
+        def create(name: str) -> Map:
+            if name in self.maps:
+                return self.maps[name]
+            if name in creating:
+                raise ElfError(f"map '{name}': inner map definitions form a loop")
+            creating.add(name)
+            ms = specs[name]
+            inner_fd = 0
+            if ms.inner_map_name is not None:
+                if ms.inner_map_name not in specs:
+                    raise ElfError(f"map '{name}': inner map '{ms.inner_map_name}' is missing")
+                inner_fd = create(ms.inner_map_name).fd
+            self.maps[name] = self._create_map(ms, inner_fd, pin_root)
+            return self.maps[name]
+
+        for name in specs:
+            if only is None or name in only:
+                create(name)
+
+    def _create_map(self, ms: MapSpec, inner_fd: int, pin_root: str) -> Map:
+        rt = self.runtime
+        pin_path = f"{pin_root.rstrip('/')}/{ms.name}" if ms.pinning and ms.source == "btf" \
+            else None
+        if pin_path is not None and pin_path in rt.bpffs:
+            m = Map.from_pin(pin_path, runtime=rt)
+            if (m.map_type, m.key_size, m.value_size, m.max_entries) != (
+                    ms.type, ms.key_size, ms.value_size, ms.max_entries):
+                m.close()
+                raise BpfError(errno.EINVAL, f"couldn't reuse pinned map at '{pin_path}': "
+                               f"parameter mismatch with {ms.describe()}")
+            return m
+        template: Map | None = None
+        try:
+            if ms.inner is not None:
+                template = self._create_map(ms.inner, 0, pin_root)
+                inner_fd = template.fd
+            attr = MapCreateAttr(
+                map_type=ms.type, key_size=ms.key_size, value_size=ms.value_size,
+                max_entries=ms.max_entries, map_flags=ms.flags, inner_map_fd=inner_fd,
+                numa_node=ms.numa_node if ms.flags & MapFlags.NUMA_NODE else 0,
+                map_name=ms.kernel_name or kernel_object_name(ms.name), map_extra=ms.map_extra)
+            try:
+                fd = self._bpf(Cmd.MAP_CREATE, attr)
+            except BpfError as e:
+                raise BpfError(e.errno or errno.EINVAL,
+                               f"{ms.describe()}: create failed: {e.strerror}") from None
+        finally:
+            if template is not None:
+                template.close()  # the outer map keeps what it needs of the template
+        m = Map(fd, rt)
+        m.name = ms.name
+        try:
+            if ms.data is not None:
+                m.update(0, ms.data)
+                if ms.freeze:
+                    self._bpf(Cmd.MAP_FREEZE, MapFdAttr(map_fd=fd))
+            if pin_path is not None:
+                self._bpf(Cmd.OBJ_PIN, ObjPinAttr(pathname=pin_path, bpf_fd=fd))
+        except BaseException:
+            m.close()
+            raise
+        return m
+
+    # -- programs -------------------------------------------------------------------------------
+    def _load_program(self, ps: ProgramSpec, prog_types: ProgTypes,
+                      log_level: int) -> Program:
+        if ps.link_error:
+            raise ElfError(f"program '{ps.name}' ({ps.section}): {ps.link_error}",
+                           errno.EOPNOTSUPP if "not supported" in ps.link_error
+                           else errno.EINVAL)
+        ptype: Any = prog_types.get(ps.name, prog_types.get(ps.section))
+        eat = ps.expected_attach_type
+        if ptype is None:
+            ptype = ps.prog_type
+        elif isinstance(ptype, tuple):
+            ptype, eat = ptype
+        else:
+            eat = 0 if ps.prog_type is None or ProgType(ptype) != ps.prog_type else eat
+        if ptype is None:
+            raise ElfError(f"program '{ps.name}': section '{ps.section}' doesn't say which "
+                           f"program type it is; pass prog_types={{'{ps.name}': ProgType.X}}")
+        insns = bytearray(ps.insns)
+        for ref in ps.map_refs:
+            m = self.maps.get(ref.map)
+            if m is None:
+                raise ElfError(f"program '{ps.name}': map '{ref.map}' was not created")
+            struct.pack_into("<I", insns, ref.insn * 8 + 4, m.fd & 0xFFFF_FFFF)
+            if ref.kind == "value":
+                struct.pack_into("<I", insns, ref.insn * 8 + 12, ref.offset & 0xFFFF_FFFF)
+        attr = ProgLoadAttr(prog_type=int(ptype), insns=bytes(insns), license=ps.license,
+                            prog_name=kernel_object_name(ps.name), expected_attach_type=eat,
+                            kern_version=ps.kern_version, prog_flags=ps.prog_flags,
+                            log_level=log_level, log_size=RETRY_LOG_SIZE if log_level else 0)
+        try:
+            fd = self._bpf(Cmd.PROG_LOAD, attr)
+        except BpfError as e:
+            log = getattr(e, "log", "")
+            if not log_level and isinstance(e, VerifierError):
+                try:  # libbpf: retry with a log to say why
+                    self._bpf(Cmd.PROG_LOAD, _with_log(attr))
+                except VerifierError as e2:
+                    log = e2.log
+                except BpfError:
+                    pass
+            raise _load_error(ps, e, log) from None
+        return Program(fd, self.runtime, name=ps.name, spec=ps, log=getattr(fd, "log", ""))
+
+    def _fill_slots(self, tail_calls: bool) -> None:
+        for ms in self.spec.maps.values():
+            if ms.name not in self.maps:
+                continue
+            for slot, target in sorted(ms.init_slots.items()):
+                if ms.type == MapType.PROG_ARRAY:
+                    prog = self.programs.get(target)
+                    if prog is None:
+                        continue  # not loaded (a subset was asked for)
+                    fd = prog.fd
+                else:
+                    fd = self.maps[target].fd
+                self._set_slot(ms, slot, fd)
+        if not tail_calls:
+            return
+        for name, prog in self.programs.items():
+            slot = self.spec.programs[name].tail_call_slot
+            if slot is not None and slot[0] in self.maps:
+                self._set_slot(self.spec.maps[slot[0]], slot[1], prog.fd)
+
+    def _set_slot(self, ms: MapSpec, slot: int, fd: int) -> None:
+        m = self.maps[ms.name]
+        self._bpf(Cmd.MAP_UPDATE_ELEM, MapElemAttr(
+            map_fd=m.fd, key=slot.to_bytes(ms.key_size or 4, "little"),
+            value=struct.pack("<I", fd)))
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every fd the collection holds (pinned objects stay pinned)."""
+        for p in self.programs.values():
+            if p.fd >= 0:
+                p.close()
+        for m in self.maps.values():
+            if m.fd >= 0:
+                m.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Collection {self.spec.name!r} maps={list(self.maps)} "
+                f"programs={list(self.programs)}>")
+
+
+def _used_maps(spec: ObjectSpec, programs: list[str]) -> set[str]:
+    """The maps the programs refer to, with what those maps need."""
+    todo = [ref.map for n in programs for ref in spec.programs[n].map_refs]
+    todo += [spec.programs[n].tail_call_slot[0] for n in programs
+             if spec.programs[n].tail_call_slot is not None]
+    used: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in used or name not in spec.maps:
+            continue
+        used.add(name)
+        ms = spec.maps[name]
+        if ms.inner_map_name:
+            todo.append(ms.inner_map_name)
+        if ms.type in _MAP_IN_MAP:
+            todo.extend(ms.init_slots.values())
+    return used
+
+
+def _with_log(attr: ProgLoadAttr) -> ProgLoadAttr:
+    import attrs
+
+    return attrs.evolve(attr, log_level=1, log_size=RETRY_LOG_SIZE)
+
+
+def _load_error(ps: ProgramSpec, err: BpfError, log: str) -> BpfError:
+    """The error of a failed PROG_LOAD, naming the program and the verifier's reason."""
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    reason = next((ln for ln in reversed(lines) if not ln.startswith(
+        ("processed ", "verification time", "stack depth", "pyebpf:"))), err.strerror or "")
+    msg = f"program '{ps.name}' ({ps.section}): {reason}"
+    at = next((int(m.group(1)) for ln in reversed(lines)
+               if (m := re.match(r"(\d+): \(", ln)) is not None), None)
+    li = ps.line_for(at) if at is not None else None
+    if li is not None and li.line_num:
+        src = f" {li.line.strip()!r}" if li.line.strip() else ""
+        msg += f" (insn {at}, {os.path.basename(li.file_name)}:{li.line_num}{src})"
+    if f"#{POISON_HELPER}" in log or f"unknown#{POISON_HELPER}" in log:
+        bad = [r for r in ps.core_relos if not r.ok]
+        if bad:
+            msg += "; CO-RE relocation failed: " + "; ".join(r.message for r in bad)
+    if isinstance(err, VerifierError):
+        return VerifierError(err.errno or errno.EINVAL, msg, log)
+    out = BpfError(err.errno or errno.EINVAL, msg)
+    out.log = log  # type: ignore[attr-defined]
+    return out
