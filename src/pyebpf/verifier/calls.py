@@ -32,8 +32,13 @@ from .mem import (
 from .state import BPF_REG_SIZE, FuncState, RegState, SlotType
 from .tnum import tnum_is_const, tnum_strn
 from .types import (
+    MEM_ALIGNED,
+    MEM_FIXED_SIZE,
     MEM_RDONLY,
     MEM_RINGBUF,
+    MEM_UNINIT,
+    MEM_WRITE,
+    OBJ_RELEASE,
     PTR_MAYBE_NULL,
     PTR_TRUSTED,
     RegType,
@@ -50,11 +55,6 @@ SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
 MAX_CALL_FRAMES = 8
 BPF_MAX_VAR_SIZ = 1 << 29
 S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
-MEM_UNINIT = 1 << 15
-MEM_FIXED_SIZE = 1 << 18
-MEM_WRITE = 1 << 26
-MEM_ALIGNED = 1 << 25
-OBJ_RELEASE = 1 << 13
 FUNC_MAX_ID = 212
 
 R = RegType

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 
+from ..helpers.proto import TypeFlag
+
 __all__ = [
     "BASE_TYPE_MASK",
     "MEM_RDONLY",
@@ -50,26 +52,22 @@ class RegType(enum.IntEnum):
 
 
 BASE_TYPE_MASK = 0xFF
-# Type flags (enum bpf_type_flag): bit positions follow BPF_BASE_TYPE_BITS = 8.
-PTR_MAYBE_NULL = 1 << 8
-MEM_RDONLY = 1 << 9
-MEM_RINGBUF = 1 << 10
-MEM_USER = 1 << 11
-MEM_PERCPU = 1 << 12
-OBJ_RELEASE = 1 << 13
-PTR_UNTRUSTED = 1 << 14
-MEM_UNINIT = 1 << 15
-DYNPTR_TYPE_LOCAL = 1 << 16
-DYNPTR_TYPE_RINGBUF = 1 << 17
-MEM_FIXED_SIZE = 1 << 18
-MEM_ALLOC = 1 << 19
-PTR_TRUSTED = 1 << 20
-MEM_RCU = 1 << 21
-NON_OWN_REF = 1 << 22
-DYNPTR_TYPE_SKB = 1 << 23
-DYNPTR_TYPE_XDP = 1 << 24
-MEM_ALIGNED = 1 << 25
-MEM_WRITE = 1 << 26
+# Type flags (enum bpf_type_flag) are shared by register, argument and return
+# types: one table, in pyebpf.helpers.proto, as plain ints for the hot paths.
+PTR_MAYBE_NULL = int(TypeFlag.PTR_MAYBE_NULL)
+MEM_RDONLY = int(TypeFlag.MEM_RDONLY)
+MEM_RINGBUF = int(TypeFlag.MEM_RINGBUF)
+MEM_USER = int(TypeFlag.MEM_USER)
+MEM_PERCPU = int(TypeFlag.MEM_PERCPU)
+OBJ_RELEASE = int(TypeFlag.OBJ_RELEASE)
+PTR_UNTRUSTED = int(TypeFlag.PTR_UNTRUSTED)
+MEM_UNINIT = int(TypeFlag.MEM_UNINIT)
+MEM_FIXED_SIZE = int(TypeFlag.MEM_FIXED_SIZE)
+MEM_ALLOC = int(TypeFlag.MEM_ALLOC)
+PTR_TRUSTED = int(TypeFlag.PTR_TRUSTED)
+MEM_RCU = int(TypeFlag.MEM_RCU)
+MEM_ALIGNED = int(TypeFlag.MEM_ALIGNED)
+MEM_WRITE = int(TypeFlag.MEM_WRITE)
 
 _NAMES = {
     RegType.NOT_INIT: "?",
