@@ -128,7 +128,7 @@ def load_spec(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *
         return _Loader(data, name, path, target_btf, kconfig or {}).spec
     except BpfError:
         raise
-    except (ValueError, IndexError, KeyError, struct.error, RecursionError) as e:
+    except Exception as e:
         # A corrupt object that slipped past the checks: still a clean error.
         raise ElfError(f"corrupt BPF object: {type(e).__name__}: {e}") from None
 
