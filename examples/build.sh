@@ -8,3 +8,5 @@ for src in *.c; do
 	$CLANG -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c "$src" -o "${src%.c}.o"
 	echo "built ${src%.c}.o"
 done
+# The `pyebpf demo` command ships the counter inside the package.
+cp xdp_counter.o ../src/pyebpf/demo/xdp_counter.o

@@ -1,6 +1,6 @@
 """The ``pyebpf`` command.
 
-    pyebpf demo                       load, verify and test-run a small XDP program
+    pyebpf demo                       load, verify and test-run a compiled XDP counter
     pyebpf asm FILE                   assemble conformance-dialect text to hex bytes
     pyebpf disasm FILE [--opcodes]    print a program (hex or raw bytes) in kernel syntax
     pyebpf run FILE [--mem HEX]       run a program (.data file, assembly, hex or bytes)
@@ -19,33 +19,6 @@ from .errors import BpfError, BpfFault
 from .isa import Insn, encode
 from .isa.asm import assemble
 from .isa.disasm import disasm
-
-#: The demo: an XDP program that counts packets per IP protocol in an array map,
-#: drops UDP and passes the rest. ``MAP`` stands for the map's fd, patched in.
-DEMO_ASM = """\
-ldxw %r2, [%r1+0]          # r2 = ctx->data
-ldxw %r3, [%r1+4]          # r3 = ctx->data_end
-mov %r0, 2                 # XDP_PASS
-mov %r4, %r2
-add %r4, 34                # Ethernet (14) + IPv4 header (20)
-jgt %r4, %r3, out          # too short: pass
-ldxb %r5, [%r2+23]         # IPv4 protocol
-stxw [%r10-4], %r5         # key = protocol
-mov %r2, %r10
-add %r2, -4
-lddw %r1, MAP
-call 1                     # bpf_map_lookup_elem(&counts, &key)
-jeq %r0, 0, pass
-mov %r1, 1
-lock add [%r0+0], %r1      # counts[protocol] += 1
-pass:
-mov %r0, 2
-ldxw %r5, [%r10-4]
-jne %r5, 17, out
-mov %r0, 1                 # UDP: XDP_DROP
-out:
-exit
-"""
 
 
 def demo_packet(protocol: int) -> bytes:
@@ -75,33 +48,30 @@ def _load_program(path: str) -> tuple[list[Insn], bytes | None]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Create a map, load (verify) an XDP program, test-run it, print what happened."""
-    from . import Cmd, Map, MapType, ProgLoadAttr, ProgType, Runtime, TestRunAttr, bpf
+    """Load the compiled XDP counter (ELF), verify it, test-run packets, show the maps."""
+    from . import Runtime
+    from .collection import load_object
+    from .demo import XDP_COUNTER
 
     rt = Runtime()
-    counts = Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=256,
-                        name="counts", runtime=rt)
-    prog = assemble(DEMO_ASM.replace("MAP", "0"))
-    lddw = next(i for i, insn in enumerate(prog) if insn.code == 0x18)
-    prog[lddw] = Insn(0x18, prog[lddw].dst, 1, 0, counts.fd)  # src 1: BPF_PSEUDO_MAP_FD
-    fd = bpf(Cmd.PROG_LOAD, ProgLoadAttr(prog_type=ProgType.XDP, insns=prog, license="GPL",
-                                         prog_name="xdp_count", log_level=2,
-                                         log_size=1 << 20), runtime=rt)
-    print("== program (kernel syntax)")
-    print(disasm(prog).rstrip())
+    obj = load_object(XDP_COUNTER, runtime=rt, log_level=2)
+    prog = obj.programs["xdp_prog"]
+    print(f"== {XDP_COUNTER.name}: program {prog.name!r} ({prog.prog_type.name}), "
+          f"maps {', '.join(obj.maps)}")
     print("\n== verifier log (log_level 2)")
-    print(fd.log.rstrip())
+    print(prog.log.rstrip())
     print("\n== test runs (BPF_PROG_TEST_RUN)")
-    actions = {1: "XDP_DROP", 2: "XDP_PASS"}
+    actions = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
     for name, proto in (("tcp", 6), ("udp", 17), ("tcp", 6), ("icmp", 1)):
-        r = bpf(Cmd.PROG_TEST_RUN, TestRunAttr(prog_fd=fd, data_in=demo_packet(proto)),
-                runtime=rt)
-        print(f"{name:<5} packet -> r0 = {r.retval} ({actions.get(r.retval, '?')})")
-    print("\n== map 'counts' (non-zero entries)")
-    for key, value in counts.items():
-        n = int.from_bytes(value, "little")
-        if n:
-            print(f"  protocol {int.from_bytes(key, 'little'):3d}: {n}")
+        result = prog.test_run(data=demo_packet(proto))
+        print(f"{name:<5} packet -> r0 = {result.retval} ({actions.get(result.retval, '?')})")
+    print("\n== map 'counts' (IP protocol -> packets)")
+    for key, value in obj.maps["counts"].items():
+        print(f"  {int.from_bytes(key, 'little'):3d}: {int.from_bytes(value, 'little')}")
+    per_cpu = obj.maps["bytes"][0]
+    slots = [int.from_bytes(per_cpu[i:i + 8], "little") for i in range(0, len(per_cpu), 8)]
+    print(f"\n== map 'bytes' (per CPU): {slots}")
+    obj.close()
     return 0
 
 
@@ -137,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "pure Python.")
     parser.add_argument("--version", action="version", version=f"pyebpf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="load, verify and test-run a small XDP program with a map")
+    sub.add_parser("demo", help="load, verify and test-run a compiled XDP packet counter")
     p = sub.add_parser("asm", help="assemble conformance-dialect text to hex")
     p.add_argument("file", help="assembly file, or - for stdin")
     p = sub.add_parser("disasm", help="print a program in the kernel's syntax")
