@@ -50,6 +50,17 @@ def _index(key: bytes) -> int:
     return int.from_bytes(key, "little")
 
 
+def array_get_next_key(key: bytes | None, max_entries: int) -> bytes:
+    """array_map_get_next_key: a missing or out-of-range key gives index 0; the
+    last index has no next (ENOENT)."""
+    index = _index(key) if key is not None else max_entries
+    if index >= max_entries:
+        return (0).to_bytes(4, "little")
+    if index == max_entries - 1:
+        raise BpfError(errno.ENOENT, "no more keys")
+    return (index + 1).to_bytes(4, "little")
+
+
 @register_map(MapType.ARRAY)
 class ArrayMap(BpfMap):
     percpu = False
@@ -119,12 +130,7 @@ class ArrayMap(BpfMap):
         raise BpfError(errno.EINVAL, "array elements can't be deleted")
 
     def get_next_key(self, key: bytes | None) -> bytes:
-        index = _index(key) if key is not None else self.max_entries
-        if index >= self.max_entries:
-            return (0).to_bytes(4, "little")
-        if index == self.max_entries - 1:
-            raise BpfError(errno.ENOENT, "no more keys")
-        return (index + 1).to_bytes(4, "little")
+        return array_get_next_key(key, self.max_entries)
 
     @property
     def syscall_value_size(self) -> int:

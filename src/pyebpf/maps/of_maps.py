@@ -47,6 +47,7 @@ from ..uapi import BPF_ANY, MapFlags, MapType
 from . import register_map
 from .array import ArrayMap
 from .base import BpfMap
+from .fd_array import FdArraySlots
 from .hash import HashMap
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class _MapOfMaps(BpfMap):
 
 
 @register_map(MapType.ARRAY_OF_MAPS)
-class ArrayOfMaps(_MapOfMaps):
+class ArrayOfMaps(FdArraySlots, _MapOfMaps):
     """BPF_MAP_TYPE_ARRAY_OF_MAPS: an array of inner-map slots, empty at creation."""
 
     percpu = False
@@ -171,37 +172,8 @@ class ArrayOfMaps(_MapOfMaps):
         index = _index(key)
         if index >= self.max_entries:
             raise BpfError(errno.E2BIG, f"index {index} is past max_entries {self.max_entries}")
-        inner = self._fd_get_ptr(value)
-        inner.hold()
-        old = self.slots.get(index)
-        self.slots[index] = inner
-        if old is not None:
-            old.release()
+        self._store_slot(index, self._fd_get_ptr(value))
 
-    def delete_elem(self, key: bytes) -> None:
-        """fd_array_map_delete_elem."""
-        index = _index(key)
-        if index >= self.max_entries:
-            raise BpfError(errno.E2BIG, f"index {index} is past max_entries {self.max_entries}")
-        old = self.slots.pop(index, None)
-        if old is None:
-            raise BpfError(errno.ENOENT, f"slot {index} is empty")
-        old.release()
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        """array_map_get_next_key: every index, empty or not."""
-        index = _index(key) if key is not None else self.max_entries
-        if index >= self.max_entries:
-            return (0).to_bytes(4, "little")
-        if index == self.max_entries - 1:
-            raise BpfError(errno.ENOENT, "no more keys")
-        return (index + 1).to_bytes(4, "little")
-
-    def free(self) -> None:
-        slots, self.slots = self.slots, {}
-        for inner in slots.values():
-            inner.release()
-        super().free()
 
 
 @register_map(MapType.HASH_OF_MAPS)

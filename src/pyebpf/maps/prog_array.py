@@ -46,6 +46,7 @@ from ..uapi import BPF_ANY, MapFlags, MapType, ProgLoadFlags, ProgType
 from . import register_map
 from .array import ArrayMap
 from .base import BpfMap
+from .fd_array import FdArraySlots
 
 if TYPE_CHECKING:
     from ..attr import MapCreateAttr
@@ -123,7 +124,7 @@ def bpf_check_tail_call(prog: Any) -> None:
 
 
 @register_map(MapType.PROG_ARRAY)
-class ProgArrayMap(BpfMap):
+class ProgArrayMap(FdArraySlots, BpfMap):
     """BPF_MAP_TYPE_PROG_ARRAY: slots of programs, empty at creation."""
 
     percpu = False
@@ -182,37 +183,9 @@ class ProgArrayMap(BpfMap):
         if prog.prog_type is ProgType.EXT or not prog_map_compatible(self, prog):
             raise BpfError(errno.EINVAL, f"program {prog.id} ({prog.prog_type.name}) does not "
                            f"match the program array's owner ({self.owner})")
-        prog.hold()
-        old = self.slots.get(index)
-        self.slots[index] = prog
-        if old is not None:
-            old.release()
+        self._store_slot(index, prog)
 
     def update_elem(self, key: bytes, value: bytes, flags: int) -> None:
         raise BpfError(errno.EOPNOTSUPP, "program arrays are updated with program fds from "
                        "user space")
 
-    def delete_elem(self, key: bytes) -> None:
-        """fd_array_map_delete_elem."""
-        index = _index(key)
-        if index >= self.max_entries:
-            raise BpfError(errno.E2BIG, f"index {index} is past max_entries {self.max_entries}")
-        old = self.slots.pop(index, None)
-        if old is None:
-            raise BpfError(errno.ENOENT, f"slot {index} is empty")
-        old.release()
-
-    def get_next_key(self, key: bytes | None) -> bytes:
-        """array_map_get_next_key: every index, empty or not."""
-        index = _index(key) if key is not None else self.max_entries
-        if index >= self.max_entries:
-            return (0).to_bytes(4, "little")
-        if index == self.max_entries - 1:
-            raise BpfError(errno.ENOENT, "no more keys")
-        return (index + 1).to_bytes(4, "little")
-
-    def free(self) -> None:
-        slots, self.slots = self.slots, {}
-        for prog in slots.values():
-            prog.release()
-        super().free()
