@@ -108,7 +108,7 @@ def register_helper(
     return deco
 
 
-_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf")
+_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb")
 _loaded = False
 
 

@@ -443,12 +443,38 @@ def check_packet_access(v: Verifier, regno: int, off: int, size: int,
         v.fail(errno.EACCES, f"R{regno} offset is outside of the packet")
 
 
-def check_sock_access(v: Verifier, regno: int, reg: RegState, off: int, size: int) -> None:
-    from ..progs.sock import sock_access_ok  # type: ignore[import-not-found]
+#: struct bpf_tcp_sock: its size and the two u64 fields (the rest are u32).
+_TCP_SOCK_END = 112
+_TCP_SOCK_U64 = (80, 88)
 
-    if not sock_access_ok(base_type(reg.type), off, size):
-        v.fail(errno.EACCES, f"R{regno} invalid {reg_type_str(base_type(reg.type))} access "
-               f"off={off} size={size}")
+
+def _sock_access_ok(t: int, off: int, size: int) -> bool:
+    """bpf_{sock_common,sock,tcp_sock,xdp_sock}_is_valid_access."""
+    from ..progs.sock import BPF_SOCK, bpf_sock_is_valid_access
+
+    if t == RegType.PTR_TO_SOCK_COMMON:
+        # type, protocol, mark and priority are not in sock_common.
+        if BPF_SOCK["type"].offset <= off < BPF_SOCK["priority"].end:
+            return False
+        return bpf_sock_is_valid_access(off, size, False) is not None
+    if t == RegType.PTR_TO_SOCKET:
+        return bpf_sock_is_valid_access(off, size, False) is not None
+    if t == RegType.PTR_TO_TCP_SOCK:
+        if off < 0 or off >= _TCP_SOCK_END or off % size:
+            return False
+        return size == (8 if off in _TCP_SOCK_U64 else 4)
+    if t == RegType.PTR_TO_XDP_SOCK:
+        return 0 <= off < 4 and not off % size and size == 4
+    return False
+
+
+def check_sock_access(v: Verifier, regno: int, reg: RegState, off: int, size: int) -> None:
+    if reg.scalar.smin < 0:
+        v.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
+               "if (index >=0) check.")
+    if not _sock_access_ok(reg.type, off, size):
+        v.fail(errno.EACCES, f"R{regno} invalid {reg_type_str(reg.type)} access off={off} "
+               f"size={size}")
 
 
 # -- the stack ---------------------------------------------------------------------------------
