@@ -23,9 +23,9 @@ from typing import Any
 import attrs
 
 from .attr import LOG_BUF_AUTO, ProgLoadAttr, TestRunAttr, UserPtr
-from .errors import BpfError, BpfFault, InvalidInsn, VerifierError
-from .isa.insn import INSN_SIZE, Insn, decode, encode, validate
-from .isa.opcodes import OPCODES, Class, Kind, PseudoSrc
+from .errors import BpfError, BpfFault, VerifierError
+from .isa.insn import INSN_SIZE, Insn, decode, encode
+from .isa.opcodes import PseudoSrc
 from .maps.base import BpfMap
 from .runtime import BpfObject, ObjKind, Runtime
 from .syscall import _copy_out, copy_from_user, obj_name_cpy, register_command
@@ -252,104 +252,10 @@ def _license(rt: Runtime, lic: Any) -> str:
     return text.split("\0", 1)[0][:127]
 
 
-def resolve_pseudo_ldimm64(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
-    """Replace map fds in lddw by map addresses and hold the maps (bpf_check's pass)."""
-    insns = prog.insns
-    i = 0
-    while i < len(insns):
-        insn = insns[i]
-        if insn.code != 0x18:
-            i += 1
-            continue
-        if i + 1 >= len(insns) or insns[i + 1].code or insns[i + 1].dst or insns[i + 1].src \
-                or insns[i + 1].off or insn.off:
-            log.write("invalid bpf_ld_imm64 insn\n")
-            raise BpfError(errno.EINVAL, "invalid bpf_ld_imm64 insn")
-        src = insn.src
-        if src in (PseudoSrc.IMM, PseudoSrc.FUNC, PseudoSrc.BTF_ID):
-            i += 2
-            continue
-        if src not in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE) or (
-                src == PseudoSrc.MAP_FD and insns[i + 1].imm):
-            log.write("unrecognized bpf_ld_imm64 insn\n")
-            raise BpfError(errno.EINVAL, "unrecognized bpf_ld_imm64 insn")
-        f = rt.fds.get(insn.imm)
-        if f is None or not isinstance(f.obj, BpfMap):
-            log.write(f"fd {insn.imm} is not pointing to valid bpf_map\n")
-            raise BpfError(errno.EBADF, f"fd {insn.imm} is not pointing to valid bpf_map")
-        m = f.obj
-        if src == PseudoSrc.MAP_FD:
-            addr = m.addr
-        else:
-            off = insns[i + 1].imm & 0xFFFF_FFFF
-            direct = getattr(m, "direct_value_addr", None)
-            if direct is None:
-                log.write("map direct value access is not supported by this map type\n")
-                raise BpfError(errno.EINVAL, "no direct value access")
-            if off >= m.value_size:
-                log.write(f"invalid access to map value pointer, value_size={m.value_size} "
-                          f"off={off}\n")
-                raise BpfError(errno.EACCES, "direct value offset out of range")
-            addr = direct() + off
-        insns[i] = attrs.evolve(insn, imm=_s32(addr & 0xFFFF_FFFF))
-        insns[i + 1] = attrs.evolve(insns[i + 1], imm=_s32(addr >> 32))
-        if m not in prog.used_maps:
-            m.hold()
-            prog.used_maps.append(m)
-        i += 2
-
-
-def _s32(v: int) -> int:
-    return v - (1 << 32) if v & 0x8000_0000 else v
-
-
-def structural_check(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
-    """The checks that don't need the abstract interpreter: decodable slots, jump
-    targets inside the program and not into an lddw, and a last instruction that
-    can't fall off the end."""
-    insns = prog.orig_insns
-    n = len(insns)
-    second = set()
-    for i, insn in enumerate(insns):
-        if insn.code == 0x18:
-            second.add(i + 1)
-    for i, insn in enumerate(insns):
-        if i in second:
-            continue
-        spec = OPCODES.get(insn.code)
-        if spec is None or not spec.in_kernel:
-            log.write(f"unknown opcode {insn.code:02x}\n")
-            raise VerifierError(errno.EINVAL, f"unknown opcode {insn.code:02x}", log.text)
-        if spec.kind in (Kind.JA, Kind.JCC, Kind.JCOND) or (
-                spec.kind is Kind.CALL and insn.src == 1):
-            delta = insn.imm if (spec.kind is Kind.JA and spec.cls is Class.JMP32) or \
-                spec.kind is Kind.CALL else insn.off
-            t = i + 1 + delta
-            if t < 0 or t >= n:
-                msg = f"jump out of range from insn {i} to {t}"
-                log.write(msg + "\n")
-                raise VerifierError(errno.EINVAL, msg, log.text)
-            if t in second:
-                msg = f"jump to the middle of ldimm64 insn {t}"
-                log.write(msg + "\n")
-                raise VerifierError(errno.EINVAL, msg, log.text)
-    try:
-        validate(insns)  # what the interpreter needs to give every slot a meaning
-    except InvalidInsn as err:
-        log.write(f"{err.strerror}\n")
-        raise VerifierError(errno.EINVAL, str(err.strerror), log.text) from None
-    last = insns[-1]
-    lspec = OPCODES.get(last.code)
-    if lspec is None or not (lspec.kind is Kind.EXIT or lspec.kind is Kind.JA):
-        log.write("last insn is not an exit or jmp\n")
-        raise VerifierError(errno.EINVAL, "last insn is not an exit or jmp", log.text)
-    log.write("pyebpf: structural checks only (the verifier was not run)\n")
-    prog.verified_insns = n
-
-
 def _structural(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:
-    resolve_pseudo_ldimm64(rt, prog, log)
-    structural_check(rt, prog, log)
+    from .verifier import structural
+
+    structural(rt, prog, log)
 
 
 def _kernel_verifier(rt: Runtime, prog: BpfProg, log: VerifierLog) -> None:

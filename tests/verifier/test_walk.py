@@ -137,3 +137,10 @@ def test_division_by_constant_zero_is_rejected(rt: Runtime) -> None:
 def test_log_ends_with_the_processed_line(rt: Runtime) -> None:
     fd = _load(rt, "mov %r0, 0\nexit")
     assert fd.log.splitlines()[-1].startswith("processed 2 insns (limit 1000000)")
+
+
+def test_smp_processor_id_is_bounded_by_the_cpu_count() -> None:
+    rt = Runtime(nr_cpus=4)
+    rt.verifier = "kernel"
+    fd = _load(rt, "call 8\nexit")
+    assert "R0=scalar(smin=smin32=0,smax=umax=smax32=umax32=3,var_off=(0x0; 0x3))" in fd.log

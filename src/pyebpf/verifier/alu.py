@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from ..isa.insn import Insn
 from . import scalar as S
-from .state import RegState
+from ._ints import S64_MAX, S64_MIN, U64_MAX
+from .state import BPF_MAX_VAR_OFF, DST_OP, DST_OP_NO_MARK, SRC_OP, RegState
 from .tnum import tnum_add, tnum_is_const, tnum_sub
 from .types import PTR_MAYBE_NULL, RegType, base_type, reg_type_str
 
@@ -22,13 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["adjust_ptr_min_max_vals", "check_alu_op"]
 
-SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
 BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50
 BPF_LSH, BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END = (
     0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0)
-BPF_MAX_VAR_OFF = 1 << 29
-S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
-U64_MAX = (1 << 64) - 1
 ALU_OP_STR = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
               0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
               0xC0: "s>>=", 0xD0: "endian"}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..isa.insn import Insn
 from . import scalar as S
-from .state import RegState, VerifierState
+from .state import AT_PKT_END, BEYOND_PKT_END, MAX_PACKET_OFF, SRC_OP, RegState, VerifierState
 from .types import PTR_MAYBE_NULL, RegType, base_type
 
 if TYPE_CHECKING:
@@ -22,11 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["check_cond_jmp_op"]
 
-SRC_OP = 0
 JEQ, JGT, JGE, JSET, JNE, JLT, JLE = 0x10, 0x20, 0x30, 0x40, 0x50, 0xA0, 0xB0
 JCOND = 0xE0
-MAX_PACKET_OFF = 0xFFFF
-AT_PKT_END, BEYOND_PKT_END = -1, -2
 _NOT_NULL_TYPES = {RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_MAP_VALUE,
                    RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_MEM,
                    RegType.CONST_PTR_TO_MAP}

@@ -18,6 +18,7 @@ from ..isa.disasm import func_id_name
 from ..isa.insn import Insn
 from ..uapi import AttachType, FuncId, MapType, ProgType
 from . import scalar as S
+from ._ints import S64_MAX, S64_MIN
 from .cfg import subprog_of
 from .mem import (
     check_map_access,
@@ -29,7 +30,15 @@ from .mem import (
     check_stack_access_within_bounds,
     may_access_direct_pkt_data,
 )
-from .state import BPF_REG_SIZE, FuncState, RegState, SlotType
+from .state import (
+    BPF_MAX_VAR_SIZ,
+    BPF_REG_SIZE,
+    MAX_CALL_FRAMES,
+    SRC_OP,
+    FuncState,
+    RegState,
+    SlotType,
+)
 from .tnum import tnum_is_const, tnum_strn
 from .types import (
     MEM_ALIGNED,
@@ -51,10 +60,6 @@ if TYPE_CHECKING:
 
 __all__ = ["check_func_call", "check_helper_call", "check_kfunc_call", "process_exit"]
 
-SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
-MAX_CALL_FRAMES = 8
-BPF_MAX_VAR_SIZ = 1 << 29
-S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
 FUNC_MAX_ID = 212
 
 R = RegType
@@ -265,7 +270,7 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         r0.ref_obj_id = rid
     elif func_id in (F.tcp_sock, F.sk_fullsock, F.skc_to_tcp_sock, F.get_listener_sock):
         r0.ref_obj_id = meta["ref_obj_id"]
-    _refine_retval_range(r0, func_id, meta)
+    _refine_retval_range(v, r0, func_id, meta)
     if meta["map"] is not None:
         _check_map_func_compat(v, meta["map"], func_id)
     if func_id in CHANGES_PKT_DATA:
@@ -305,24 +310,25 @@ def check_max_stack_depth(v: Verifier) -> None:
     walk(0, 1, 0, (0,))
 
 
-def _refine_retval_range(r0: RegState, func_id: int, meta: dict[str, Any]) -> None:
-    """do_refine_retval_range: helpers bounded by a size argument, smp_processor_id..."""
+MAX_ERRNO = 4095
+
+
+def _refine_retval_range(v: Verifier, r0: RegState, func_id: int, meta: dict[str, Any]) -> None:
+    """do_refine_retval_range: results bounded by a size argument or by the CPU count."""
+    if r0.type != R.SCALAR_VALUE:
+        return
+    s = r0.scalar
     if func_id in (F.get_stack, F.get_task_stack, F.probe_read_str, F.probe_read_kernel_str,
                    F.probe_read_user_str):
-        umax = meta.get("msize_max")
-        if umax is not None and r0.type == R.SCALAR_VALUE:
-            r0.scalar = S.reg_bounds_sync(S.Scalar(r0.scalar.var_off, r0.scalar.smin,
-                                                   min(r0.scalar.smax, umax), r0.scalar.umin,
-                                                   r0.scalar.umax, r0.scalar.s32_min,
-                                                   min(r0.scalar.s32_max, umax),
-                                                   r0.scalar.u32_min, r0.scalar.u32_max))
+        top = meta.get("msize_max", S64_MAX)
+        s = S.Scalar(s.var_off, -MAX_ERRNO, top, s.umin, s.umax, -MAX_ERRNO,
+                     S.s32(top), s.u32_min, s.u32_max)
     elif func_id == F.get_smp_processor_id:
-        r0.scalar = S.mark_reg_s32_range(S.SCALAR_UNKNOWN, 0, 4095)  # nr_cpu_ids - 1 bound
-        r0.scalar = S.reg_bounds_sync(S.Scalar(r0.scalar.var_off, max(r0.scalar.smin, 0),
-                                               r0.scalar.smax, r0.scalar.umin,
-                                               min(r0.scalar.umax, 4095), r0.scalar.s32_min,
-                                               r0.scalar.s32_max, r0.scalar.u32_min,
-                                               min(r0.scalar.u32_max, 4095)))
+        top = v.runtime.nr_cpus - 1  # nr_cpu_ids - 1
+        s = S.Scalar(s.var_off, 0, top, 0, top, 0, top, 0, top)
+    else:
+        return
+    r0.scalar, _ = S.reg_bounds_sanity_check(S.reg_bounds_sync(s), "retval")
 
 
 def _check_map_func_compat(v: Verifier, m: Any, func_id: int) -> None:

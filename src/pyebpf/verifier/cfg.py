@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ENOTSUPP
 from ..isa.insn import Insn
 from ..isa.opcodes import OPCODES
+from .state import BPF_MAX_VAR_OFF
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -26,7 +27,6 @@ __all__ = ["add_subprogs", "check_cfg", "check_subprogs", "resolve_pseudo_ldimm6
 BPF_JMP, BPF_JMP32 = 0x05, 0x06
 BPF_CALL, BPF_EXIT, BPF_JA = 0x80, 0x90, 0x00
 BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_FUNC = 1, 2, 4
-BPF_MAX_VAR_OFF = 1 << 29
 DISCOVERED, EXPLORED, FALLTHROUGH, BRANCH = 0x10, 0x20, 1, 2
 DONE_EXPLORING, KEEP_EXPLORING = 0, 1
 

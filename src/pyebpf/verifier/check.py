@@ -27,49 +27,21 @@ from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64
 from .log import VerifierAbort
 from .state import (
     BPF_REG_FP,
+    DST_OP,
     MAX_BPF_REG,
+    SRC_OP,
     FuncState,
     RegState,
     VerifierState,
 )
 from .types import (
     MEM_RDONLY,
-    PTR_MAYBE_NULL,
     RegType,
 )
 
 __all__ = ["Verifier"]
 
-MAX_BPF_STACK = 512
-MAX_CALL_FRAMES = 8
-MAX_PACKET_OFF = 0xFFFF
-BPF_MAX_VAR_OFF = 1 << 29
-BPF_MAX_VAR_SIZ = 1 << 29
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
-AT_PKT_END = -1
-BEYOND_PKT_END = -2
-_M = (1 << 64) - 1
-S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
-
-ALU_OP_STR = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=",
-              0x60: "<<=", 0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=",
-              0xC0: "s>>=", 0xD0: "endian"}
-SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
-
-#: ctx fields whose load yields a pointer, by field name (convert_ctx_access).
-CTX_POINTER_FIELDS = {
-    "data": RegType.PTR_TO_PACKET,
-    "data_end": RegType.PTR_TO_PACKET_END,
-    "data_meta": RegType.PTR_TO_PACKET_META,
-    "sk": RegType.PTR_TO_SOCK_COMMON | PTR_MAYBE_NULL,
-    "flow_keys": RegType.PTR_TO_FLOW_KEYS,
-}
-PKT_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
-
-
-def is_pkt_pointer_any(r: RegState) -> bool:
-    return r.type in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META,
-                      RegType.PTR_TO_PACKET_END)
 
 
 class _Pending:
@@ -316,6 +288,7 @@ class Verifier:
                          and self.insn_processed - self.prev_insn_processed >= 8)
         lst = self.explored.setdefault(idx, [])
         looping = self.looping.setdefault(idx, {})
+        fp = None
         if looping:
             fp = cur.fingerprint()
             old = looping.get(fp)
@@ -339,7 +312,7 @@ class Verifier:
         new.branches = cur.branches
         new.parent = cur.parent
         new.insn_idx = idx
-        new.fp = cur.fingerprint()
+        new.fp = fp if fp is not None else cur.fingerprint()
         cur.parent = new
         lst.append(new)
         looping[new.fp] = new

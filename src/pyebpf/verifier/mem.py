@@ -14,7 +14,18 @@ from typing import TYPE_CHECKING, Any
 from ..isa.insn import Insn
 from ..uapi import ProgType
 from . import scalar as S
-from .state import BPF_REG_SIZE, FuncState, RegState, SlotType
+from ._ints import S64_MIN
+from .state import (
+    BPF_MAX_VAR_OFF,
+    BPF_REG_SIZE,
+    DST_OP,
+    DST_OP_NO_MARK,
+    MAX_BPF_STACK,
+    SRC_OP,
+    FuncState,
+    RegState,
+    SlotType,
+)
 from .tnum import tnum_add, tnum_const, tnum_is_aligned, tnum_is_const, tnum_strn
 from .types import MEM_RDONLY, PTR_MAYBE_NULL, RegType, base_type, reg_type_str
 
@@ -24,11 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["check_atomic", "check_ld_abs", "check_load", "check_map_access",
            "check_mem_access", "check_store_imm", "check_store_reg"]
 
-SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
 READ, WRITE = False, True
-MAX_BPF_STACK = 512
-BPF_MAX_VAR_OFF = 1 << 29
-S64_MIN = -(1 << 63)
 SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 _ALIGN_DESC = {
     RegType.PTR_TO_FLOW_KEYS: "flow keys ", RegType.PTR_TO_MAP_KEY: "key ",
@@ -48,6 +55,14 @@ _SK_TYPES = {RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_T
 _MISMATCH_STRICT = {RegType.PTR_TO_CTX, RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON,
                     RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK, RegType.PTR_TO_BTF_ID,
                     RegType.PTR_TO_ARENA}
+#: ctx fields whose load yields a pointer, by field name (convert_ctx_access).
+CTX_POINTER_FIELDS = {
+    "data": RegType.PTR_TO_PACKET,
+    "data_end": RegType.PTR_TO_PACKET_END,
+    "data_meta": RegType.PTR_TO_PACKET_META,
+    "sk": RegType.PTR_TO_SOCK_COMMON | PTR_MAYBE_NULL,
+    "flow_keys": RegType.PTR_TO_FLOW_KEYS,
+}
 #: Program types that may read packets directly, and those that may also write.
 _PKT_READ = {ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_SEG6LOCAL, ProgType.SK_REUSEPORT,
              ProgType.FLOW_DISSECTOR, ProgType.CGROUP_SKB}
@@ -327,8 +342,6 @@ def check_ctx_access(v: Verifier, off: int, size: int, write: bool) -> int:
 def _layout_access(layout: Any, off: int, size: int, write: bool) -> int | None:
     """A default is_valid_access from a ctx layout: whole or narrower loads of
     readable fields, whole stores of writable ones; pointer fields only whole."""
-    from .check import CTX_POINTER_FIELDS
-
     if off < 0 or size not in (1, 2, 4, 8):
         return None
     f = layout.field_at(off, size)

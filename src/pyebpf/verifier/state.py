@@ -40,6 +40,17 @@ BPF_REG_FP = 10
 BPF_REG_SIZE = 8
 _M = (1 << 64) - 1
 
+# Limits and markers of include/linux/bpf_verifier.h and bpf.h the checks share.
+MAX_BPF_STACK = 512
+MAX_CALL_FRAMES = 8
+MAX_PACKET_OFF = 0xFFFF
+BPF_MAX_VAR_OFF = 1 << 29
+BPF_MAX_VAR_SIZ = 1 << 29
+#: pkt->range markers: the pointer is at, or beyond, pkt_end.
+AT_PKT_END, BEYOND_PKT_END = -1, -2
+#: How check_reg_arg treats a register: read it, or write it (marking it unknown or not).
+SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
+
 
 class SlotType(enum.IntEnum):
     """enum bpf_stack_slot_type; the log prints each as one character."""
