@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._families import import_families
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
@@ -109,17 +110,10 @@ def register_helper(
 
 
 _FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb")
-_loaded = False
 
 
 def _load() -> None:
-    global _loaded
-    if not _loaded:
-        import importlib
-
-        for family in _FAMILIES:
-            importlib.import_module(f"{__name__}.{family}")
-        _loaded = True
+    import_families(__name__, _FAMILIES)
 
 
 def default_helpers() -> dict[int, Any]:

@@ -7,10 +7,10 @@ Each family subclasses :class:`~pyebpf.maps.base.BpfMap` (the kernel's
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from .._families import import_families
 from ..uapi import MapType
 
 if TYPE_CHECKING:
@@ -38,16 +38,11 @@ def register_map(*types: MapType) -> Callable[[_C], _C]:
 #: The modules implementing map families (each registers its types on import).
 _FAMILIES = ("array", "hash", "lru", "lpm_trie", "queue_stack", "bloom_filter", "of_maps",
              "ringbuf", "prog_array")
-_loaded = False
 
 
 def map_class(map_type: int) -> type[BpfMap] | None:
     """The class for a map type number, or None if pyebpf has none."""
-    global _loaded
-    if not _loaded:
-        for family in _FAMILIES:
-            importlib.import_module(f"{__name__}.{family}")
-        _loaded = True
+    import_families(__name__, _FAMILIES)
     try:
         return MAP_TYPES.get(MapType(map_type))
     except ValueError:

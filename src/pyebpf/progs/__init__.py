@@ -10,12 +10,12 @@ same records.
 from __future__ import annotations
 
 import errno
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._families import import_families
 from ..errors import BpfError
 from ..uapi import ProgType
 
@@ -52,7 +52,6 @@ PROG_TYPES: dict[ProgType, ProgTypeOps] = {}
 
 #: Modules defining program type families (each registers its types on import).
 _FAMILIES = ("xdp", "skb", "tracing", "sock", "cgroup", "syscall_prog")
-_loaded = False
 
 
 def register_prog_type(ops: ProgTypeOps) -> ProgTypeOps:
@@ -62,11 +61,7 @@ def register_prog_type(ops: ProgTypeOps) -> ProgTypeOps:
 
 def prog_type_ops(prog_type: int) -> ProgTypeOps | None:
     """The ops of a program type, or None if pyebpf doesn't know it."""
-    global _loaded
-    if not _loaded:
-        for family in _FAMILIES:
-            importlib.import_module(f"{__name__}.{family}")
-        _loaded = True
+    import_families(__name__, _FAMILIES)
     try:
         return PROG_TYPES.get(ProgType(prog_type))
     except ValueError:
