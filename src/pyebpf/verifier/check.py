@@ -23,8 +23,19 @@ from ..isa.disasm import format_insn
 from ..isa.insn import Insn
 from ..uapi import BPF_COMPLEXITY_LIMIT_INSNS, ProgType
 from . import scalar as S
+from .alu import check_alu_op
+from .branch import check_cond_jmp_op
+from .calls import (
+    check_func_call,
+    check_helper_call,
+    check_kfunc_call,
+    check_max_stack_depth,
+    process_exit,
+)
 from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64
 from .log import VerifierAbort
+from .mem import check_atomic, check_ld_abs, check_load, check_store_imm, check_store_reg
+from .prune import states_equal
 from .state import (
     BPF_REG_FP,
     DST_OP,
@@ -128,8 +139,6 @@ class Verifier:
         self.check_attach_btf_id()
         try:
             self.do_check_main()
-            from .calls import check_max_stack_depth
-
             check_max_stack_depth(self)
         finally:
             self.print_stats()
@@ -281,8 +290,6 @@ class Verifier:
         after 2 jumps and 8 instructions since the last one (in a loop: 20 jumps
         or 100 instructions), which keeps long bounded loops cheap.
         """
-        from .prune import states_equal
-
         cur = self.cur
         add_new_state = (self.jmps_processed - self.prev_jmps_processed >= 2
                          and self.insn_processed - self.prev_insn_processed >= 8)
@@ -357,18 +364,12 @@ class Verifier:
         """Check and apply one instruction; True when the path ends here."""
         cls = insn.code & 0x07
         if cls in (0x04, 0x07):
-            from .alu import check_alu_op
-
             check_alu_op(self, insn)
             self.insn_idx += 1
         elif cls == 0x01:
-            from .mem import check_load
-
             check_load(self, insn, idx)
             self.insn_idx += 1
         elif cls == 0x03:
-            from .mem import check_atomic, check_store_reg
-
             if insn.code & 0xE0 == 0xC0:
                 check_atomic(self, insn, idx)
             elif insn.code & 0xE0 == 0x60 and not insn.imm:
@@ -377,8 +378,6 @@ class Verifier:
                 self.fail(errno.EINVAL, "BPF_STX uses reserved fields")
             self.insn_idx += 1
         elif cls == 0x02:
-            from .mem import check_store_imm
-
             if insn.code & 0xE0 != 0x60 or insn.src:
                 self.fail(errno.EINVAL, "BPF_ST uses reserved fields")
             check_store_imm(self, insn, idx)
@@ -388,8 +387,6 @@ class Verifier:
         elif cls == 0x00:
             mode = insn.code & 0xE0
             if mode in (0x20, 0x40):
-                from .mem import check_ld_abs
-
                 check_ld_abs(self, insn)
                 self.insn_idx += 1
             elif mode == 0x00:
@@ -411,8 +408,6 @@ class Verifier:
             if self.cur.active_locks and insn.src != 2 and not (
                     insn.src == 0 and insn.imm == 94):
                 self.fail(errno.EINVAL, "function calls are not allowed while holding a lock")
-            from .calls import check_func_call, check_helper_call, check_kfunc_call
-
             if insn.src == 1:
                 check_func_call(self, insn, idx)
             elif insn.src == 2:
@@ -430,11 +425,7 @@ class Verifier:
         if op == 0x90:  # BPF_EXIT
             if insn.code & 0x08 or insn.imm or insn.src or insn.dst or cls == 0x06:
                 self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields")
-            from .calls import process_exit
-
             return process_exit(self, idx)
-        from .branch import check_cond_jmp_op
-
         check_cond_jmp_op(self, insn, idx)
         return False
 
