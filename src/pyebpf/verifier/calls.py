@@ -378,9 +378,7 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
     if reg.type in (R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_PACKET_END) and \
             not (meta["pkt_access"] and may_access_direct_pkt_data(v, False)):
         v.fail(errno.EACCES, "helper access to the packet is not allowed")
-    if _is_null(reg) and arg_type & PTR_MAYBE_NULL:
-        pass
-    else:
+    if not (_is_null(reg) and arg_type & PTR_MAYBE_NULL):  # NULL needs no type check
         check_reg_type(v, regno, arg_type, meta)
         if reg.type not in _OFF_OK and base_type(reg.type) != R.PTR_TO_BTF_ID:
             check_ptr_off_reg(v, reg, regno)

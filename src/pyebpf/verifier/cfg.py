@@ -129,9 +129,7 @@ def resolve_pseudo_ldimm64(v: Verifier) -> None:
                     "kernel is missing BTF, make sure CONFIG_DEBUG_INFO_BTF=y "
                     "is specified in Kconfig.",
                 )
-            if src in (2, 6) or (src in (1, 5) and nxt.imm == 0):
-                pass
-            else:
+            if not (src in (2, 6) or (src in (1, 5) and nxt.imm == 0)):
                 v.fail(errno.EINVAL, "unrecognized bpf_ld_imm64 insn")
             if src in (5, 6):
                 v.fail(errno.EPROTO, "fd_idx without fd_array is invalid")

@@ -709,13 +709,10 @@ def _stack_read_fixed(v: Verifier, state: FuncState, off: int, size: int,
                     stype = types[(slot_no - i) % BPF_REG_SIZE]
                     if stype == SlotType.SPILL:
                         spill_cnt += 1
-                    elif stype == SlotType.MISC:
-                        pass
                     elif stype == SlotType.ZERO:
                         zero_cnt += 1
-                    elif stype == SlotType.INVALID and v.allow_uninit_stack:
-                        pass
-                    else:
+                    elif stype != SlotType.MISC and not (
+                            stype == SlotType.INVALID and v.allow_uninit_stack):
                         v.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}")
                 if (spill_cnt == size and spilled.is_const and spilled.const_value == 0) \
                         or zero_cnt == size:
