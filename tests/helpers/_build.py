@@ -204,6 +204,11 @@ class PyBackend:
     def run(self, fd: int, data: bytes = bytes(64)) -> int:
         return run(self.b, fd, data)
 
+    def run_out(self, fd: int, data: bytes = bytes(64)) -> tuple[int, bytes]:
+        """Test-run; (u32 retval, data_out)."""
+        r = self.b(Cmd.PROG_TEST_RUN, TestRunAttr(prog_fd=fd, data_in=data, repeat=1))
+        return int(r.retval), bytes(r.data_out)
+
     def close_fd(self, fd: int) -> None:
         self.rt.close(fd)
 
@@ -332,14 +337,20 @@ class KernelBackend:
         from pyebpf.testing.kernel import _syscall
 
         d = ctypes.create_string_buffer(data, len(data))
-        o = ctypes.create_string_buffer(len(data) + 512)
+        o = ctypes.create_string_buffer(len(data) + 20000)
         attr = ctypes.create_string_buffer(struct.pack(
             "<IIIIQQII", fd, 0, len(data), len(o), ctypes.addressof(d), ctypes.addressof(o), 1,
             0).ljust(160, b"\0"), 160)
         _, err = _syscall(10, attr, 160)
         if err:
             raise BpfError(err, "kernel PROG_TEST_RUN")
+        self.last_out = o.raw[:struct.unpack_from("<I", attr.raw, 12)[0]]
         return int(struct.unpack_from("<I", attr.raw, 4)[0])
+
+    def run_out(self, fd: int, data: bytes = bytes(64)) -> tuple[int, bytes]:
+        """Test-run; (u32 retval, data_out)."""
+        retval = self.run(fd, data)
+        return retval, self.last_out
 
     def close_fd(self, fd: int) -> None:
         import os

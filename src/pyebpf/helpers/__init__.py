@@ -109,7 +109,7 @@ def register_helper(
     return deco
 
 
-_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb")
+_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet")
 
 
 def _load() -> None:

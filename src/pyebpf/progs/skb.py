@@ -473,6 +473,11 @@ class SkBuff:
     gso_segs_: int = 0
     gso_size_: int = 0
     hwtstamp: int = 0
+    #: Checksum state: CHECKSUM_NONE (0) for a test-run skb, the sum for
+    #: CHECKSUM_COMPLETE, the level for CHECKSUM_UNNECESSARY.
+    ip_summed: int = 0
+    csum: int = 0
+    csum_level: int = 0
     #: Regions this skb mapped (the data buffer, the socket), for unmapping.
     regions: list[Region] = attrs.Factory(list)
 
@@ -661,6 +666,15 @@ def _layout(prog_type: ProgType, capable: bool = True) -> CtxLayout:
     if got is None:
         got = _LAYOUTS[key] = skb_ctx_layout(prog_type, capable=capable)
     return got
+
+
+def try_make_writable(skb: SkBuff, write_len: int) -> int:
+    """bpf_try_make_writable: 0 when the first ``write_len`` bytes from skb->data
+    are in the (always linear, never shared) packet, else -ENOMEM (pskb_may_pull
+    fails); the data pointers are recomputed either way."""
+    err = 0 if write_len <= skb.len else -errno.ENOMEM
+    skb.compute_data_pointers()
+    return err
 
 
 def skb_from_ctx(memory: AddressSpace, addr: int) -> SkBuff | None:

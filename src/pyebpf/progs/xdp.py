@@ -98,7 +98,9 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     if size < ETH_HLEN or size > PAGE_SIZE - headroom - XDP_TAILROOM:
         raise BpfError(errno.EINVAL, f"packet of {size} bytes: XDP test runs take "
                        f"{ETH_HLEN}..{max_data}")
-    buf = bytearray(headroom + size + XDP_TAILROOM)
+    # The frame is a whole page (frame_sz = headroom + max_data + tailroom), so
+    # bpf_xdp_adjust_tail may grow the packet up to the shared-info tailroom.
+    buf = bytearray(headroom + max_data + XDP_TAILROOM)
     buf[headroom:headroom + size] = packet
     region = rt.memory.map(buf, kind="packet", name="xdp")
     base = region.base

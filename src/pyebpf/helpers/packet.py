@@ -1,0 +1,379 @@
+"""Helpers that change the packet: skb stores, pulls, head/tail changes, VLAN
+tags, XDP head/meta/tail adjustment, and redirects.
+
+They follow net/core/filter.c and the skb functions it calls
+(net/core/skbuff.c, include/linux/if_vlan.h) for the linear skbs and XDP
+buffers a test run builds: the same checks in the same order, the same
+errno, the same bytes moved. A packet that must grow past its buffer is
+reallocated (as ``pskb_expand_head`` does) at a new address; the verifier
+has already invalidated every packet pointer a program held across the call
+(``bpf_helper_changes_pkt_data``), so nothing can reach the old buffer.
+
+Redirect helpers record their target as the kernel's per-CPU
+``bpf_redirect_info`` and return TC_ACT_REDIRECT / XDP_REDIRECT; a simulated
+hook that runs the program acts on it (``vm.redirect_info``).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..errors import BpfFault
+from ..memory import PAGE_SHIFT
+from ..uapi import ProgType
+from . import register_helper
+from ._util import M32, neg
+from .proto import ArgType, Proto, RetType, TypeFlag
+
+if TYPE_CHECKING:
+    from ..engine.interpreter import Vm
+    from ..progs.skb import SkBuff
+    from ..progs.xdp import XdpBuff
+
+A = ArgType
+P = ProgType
+ENOTSUPP = 524
+ETH_HLEN, ETH_ALEN, VLAN_HLEN = 14, 6, 4
+ETH_P_8021Q, ETH_P_8021AD = 0x8100, 0x88A8
+ETH_P_802_3, ETH_P_802_2, ETH_P_802_3_MIN = 0x0001, 0x0004, 0x0600
+NET_SKB_PAD = 64
+#: BPF_SKB_MAX_LEN = SKB_MAX_ALLOC: four pages less skb_shared_info.
+BPF_SKB_MAX_LEN = (4096 << 2) - 320
+BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH = 1 << 0, 1 << 1
+BPF_F_INGRESS = 1 << 0
+TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
+XDP_ABORTED, XDP_REDIRECT = 0, 4
+#: sizeof(struct xdp_frame): the head of an XDP buffer no adjustment may reach.
+XDP_FRAME_SIZE = 40
+#: type_max(skb_shared_info.meta_len), a u8.
+XDP_META_MAX = 255
+
+_CTX_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING))
+_CTX_ANY_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTHING))
+_TC = frozenset({P.SCHED_CLS, P.SCHED_ACT})
+
+
+def _be16(v: int) -> int:
+    """A __be16 as a register holds it (its memory bytes read little-endian) -> host order."""
+    return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF)
+
+
+def _skb(vm: Vm, ctx: int) -> SkBuff:
+    from ..progs.skb import skb_from_ctx
+
+    skb = skb_from_ctx(vm.memory, ctx)
+    if skb is None:
+        raise BpfFault(f"{ctx:#x} is not an skb ctx", addr=ctx)
+    return skb
+
+
+def _xdp(vm: Vm, ctx: int) -> XdpBuff:
+    from ..progs.xdp import XdpBuff
+
+    entry = vm.memory.devices.get((ctx & ((1 << 64) - 1)) >> PAGE_SHIFT)
+    obj = getattr(entry[2], "obj", None) if entry is not None else None
+    if not isinstance(obj, XdpBuff):
+        raise BpfFault(f"{ctx:#x} is not an xdp_md ctx", addr=ctx)
+    return obj
+
+
+# -- growing and shrinking an skb ---------------------------------------------------------------
+
+def _kmalloc_size(n: int) -> int:
+    from ..progs.skb import _kmalloc_size as size
+
+    return size(n)
+
+
+def expand_head(vm: Vm, skb: SkBuff, nhead: int, ntail: int) -> None:
+    """pskb_expand_head: a new buffer with ``nhead`` more bytes of headroom and
+    ``ntail`` more of tailroom (kmalloc may give more tailroom), the old one freed."""
+    from ..progs.skb import SKB_TAILROOM
+
+    old_size = skb.end_off
+    total = _kmalloc_size(nhead + old_size + ntail + SKB_TAILROOM)
+    buf = bytearray(total)
+    buf[nhead:nhead + old_size] = skb.buf[:old_size]
+    rt = vm.runtime
+    region = rt.memory.map(buf, kind="packet", name="skb")
+    old = next((r for r in skb.regions if r.base == skb.base), None)
+    if old is not None:
+        skb.regions.remove(old)
+        rt.unmap_later(old)
+    skb.regions.append(region)
+    skb.buf, skb.base = buf, region.base
+    skb.data_off += nhead
+    skb.mac_off += nhead
+    skb.network_off += nhead
+    skb.end_off = total - SKB_TAILROOM
+
+
+def _tailroom(skb: SkBuff) -> int:
+    return skb.end_off - (skb.data_off + skb.len)
+
+
+@register_helper(9, "skb_store_bytes",
+                 Proto(RetType.RET_INTEGER,
+                       (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_PTR_TO_MEM | TypeFlag.MEM_RDONLY,
+                        A.ARG_CONST_SIZE, A.ARG_ANYTHING)),
+                 prog_types=_TC | {P.LWT_XMIT, P.SK_SKB})
+def skb_store_bytes(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Copy ``len`` bytes from ``from`` into the packet at ``offset``."""
+    from ..progs.skb import try_make_writable
+
+    skb = _skb(vm, r1)
+    offset, length = r2 & M32, r4 & M32
+    if r5 & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH):
+        return neg(errno.EINVAL)
+    if offset > 0x7FFF_FFFF or try_make_writable(skb, offset + length):
+        return neg(errno.EFAULT)
+    data = vm.memory.read(r3, length)
+    at = skb.data_off + offset
+    skb.buf[at:at + length] = data
+    if r5 & BPF_F_INVALIDATE_HASH:
+        skb.hash = 0
+    return 0
+
+
+@register_helper(39, "skb_pull_data", _CTX_ANY,
+                 prog_types=_TC | {P.LWT_IN, P.LWT_OUT, P.LWT_XMIT, P.LWT_SEG6LOCAL, P.SK_SKB})
+def skb_pull_data(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Make the first ``len`` bytes (0: the linear part) directly accessible."""
+    from ..progs.skb import try_make_writable
+
+    skb = _skb(vm, r1)
+    err = try_make_writable(skb, (r2 & M32) or skb.headlen)
+    return neg(-err) if err else 0
+
+
+def _min_len(skb: SkBuff) -> int:
+    """__bpf_skb_min_len: the packet may not shrink into its network header
+    (the transport header is never set in a test run)."""
+    offset = skb.network_off - skb.data_off
+    return offset if offset > 0 else 0
+
+
+@register_helper(38, "skb_change_tail", _CTX_ANY_ANY,
+                 prog_types=_TC | {P.LWT_XMIT, P.SK_SKB})
+def skb_change_tail(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Grow (zero-filled) or trim the packet to ``len`` bytes."""
+    skb = _skb(vm, r1)
+    new_len = r2 & M32
+    try:
+        if r3 or new_len > BPF_SKB_MAX_LEN or new_len < _min_len(skb):
+            return neg(errno.EINVAL)
+        if new_len > skb.len:
+            grow = new_len - skb.len
+            if _tailroom(skb) < grow:
+                expand_head(vm, skb, 0, grow - _tailroom(skb))
+            start = skb.data_off + skb.len
+            skb.buf[start:start + grow] = bytes(grow)
+        skb.len = new_len
+        return 0
+    finally:
+        skb.compute_data_pointers()
+
+
+@register_helper(43, "skb_change_head", _CTX_ANY_ANY,
+                 prog_types=_TC | {P.LWT_XMIT, P.SK_SKB})
+def skb_change_head(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Push ``head_room`` zeroed bytes in front of the packet (a new mac header)."""
+    skb = _skb(vm, r1)
+    head_room = r2 & M32
+    new_len = (skb.len + head_room) & M32
+    try:
+        if r3 or new_len > BPF_SKB_MAX_LEN or new_len < skb.len:
+            return neg(errno.EINVAL)
+        if head_room > skb.headroom:  # skb_cow
+            delta = head_room - skb.headroom
+            expand_head(vm, skb, (delta + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD, 0)
+        skb.push(head_room)
+        skb.buf[skb.data_off:skb.data_off + head_room] = bytes(head_room)
+        skb.mac_off = skb.data_off
+        return 0
+    finally:
+        skb.compute_data_pointers()
+
+
+# -- VLAN tags ----------------------------------------------------------------------------------
+
+def _eth_type_vlan(proto_be: int) -> bool:
+    return _be16(proto_be) in (ETH_P_8021Q, ETH_P_8021AD)
+
+
+def _insert_tag(vm: Vm, skb: SkBuff, proto_be: int, tci: int) -> None:
+    """__vlan_insert_tag: a 4-byte tag between the MAC addresses and the ethertype."""
+    if skb.headroom < VLAN_HLEN:  # skb_cow_head
+        delta = VLAN_HLEN - skb.headroom
+        expand_head(vm, skb, (delta + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD, 0)
+    skb.push(VLAN_HLEN)
+    d = skb.data_off
+    skb.buf[d:d + 2 * ETH_ALEN] = skb.buf[d + VLAN_HLEN:d + VLAN_HLEN + 2 * ETH_ALEN]
+    skb.mac_off -= VLAN_HLEN
+    skb.buf[d + 12:d + 14] = proto_be.to_bytes(2, "little")
+    skb.buf[d + 14:d + 16] = tci.to_bytes(2, "big")
+
+
+def _vlan_pop_one(skb: SkBuff) -> tuple[int, int]:
+    """__skb_vlan_pop: remove the tag in the packet; (0, tci) or (-errno, 0)."""
+    if skb.data_off != skb.mac_off:
+        return -errno.EINVAL, 0
+    if skb.len < VLAN_HLEN + ETH_HLEN:  # skb_ensure_writable(skb, VLAN_ETH_HLEN)
+        return -errno.ENOMEM, 0
+    d = skb.data_off
+    tci = int.from_bytes(skb.buf[d + 14:d + 16], "big")
+    encap = int.from_bytes(skb.buf[d + 16:d + 18], "big")
+    skb.buf[d + VLAN_HLEN:d + VLAN_HLEN + 2 * ETH_ALEN] = skb.buf[d:d + 2 * ETH_ALEN]
+    if encap >= ETH_P_802_3_MIN:  # vlan_set_encap_proto
+        proto = encap
+    elif skb.buf[d + 18:d + 20] == b"\xff\xff":
+        proto = ETH_P_802_3
+    else:
+        proto = ETH_P_802_2
+    skb.protocol = _be16(proto)
+    skb.pull(VLAN_HLEN)
+    skb.mac_off += VLAN_HLEN
+    if skb.network_off - skb.data_off < ETH_HLEN:
+        skb.network_off = skb.data_off + ETH_HLEN
+    return 0, tci
+
+
+@register_helper(18, "skb_vlan_push",
+                 Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTHING)),
+                 prog_types=_TC)
+def skb_vlan_push(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Set the skb's (offloaded) VLAN tag; a tag already there moves into the packet."""
+    skb = _skb(vm, r1)
+    proto_be, tci = r2 & 0xFFFF, r3 & 0xFFFF
+    if not _eth_type_vlan(proto_be):
+        proto_be = _be16(ETH_P_8021Q)
+    try:
+        if skb.vlan_present:
+            if skb.data_off != skb.mac_off:
+                return neg(errno.EINVAL)
+            _insert_tag(vm, skb, skb.vlan_proto, skb.vlan_tci)
+            skb.protocol = skb.vlan_proto
+            skb.network_off -= VLAN_HLEN
+        skb.vlan_present, skb.vlan_proto, skb.vlan_tci = 1, proto_be, tci
+        return 0
+    finally:
+        skb.compute_data_pointers()
+
+
+@register_helper(19, "skb_vlan_pop", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,)),
+                 prog_types=_TC)
+def skb_vlan_pop(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Drop the outer VLAN tag; the next tag in the packet becomes the offloaded one."""
+    skb = _skb(vm, r1)
+    try:
+        if skb.vlan_present:
+            skb.vlan_present, skb.vlan_proto, skb.vlan_tci = 0, 0, 0
+        else:
+            if not _eth_type_vlan(skb.protocol):
+                return 0
+            err, _ = _vlan_pop_one(skb)
+            if err:
+                return neg(-err)
+        if not _eth_type_vlan(skb.protocol):
+            return 0
+        proto_be = skb.protocol
+        err, tci = _vlan_pop_one(skb)
+        if err:
+            return neg(-err)
+        skb.vlan_present, skb.vlan_proto, skb.vlan_tci = 1, proto_be, tci
+        return 0
+    finally:
+        skb.compute_data_pointers()
+
+
+# -- XDP ----------------------------------------------------------------------------------------
+
+def _metalen(xdp: XdpBuff) -> int:
+    return 0 if xdp.data_meta > xdp.data else xdp.data - xdp.data_meta
+
+
+def _s32(v: int) -> int:
+    v &= M32
+    return v - (1 << 32) if v >> 31 else v
+
+
+@register_helper(44, "xdp_adjust_head", _CTX_ANY, prog_types={P.XDP})
+def xdp_adjust_head(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Move the packet's start by ``offset`` (negative: grow into the headroom)."""
+    xdp = _xdp(vm, r1)
+    offset = _s32(r2)
+    metalen = _metalen(xdp)
+    data = xdp.data + offset
+    if data < xdp.data_hard_start + XDP_FRAME_SIZE + metalen or data > xdp.data_end - ETH_HLEN:
+        return neg(errno.EINVAL)
+    if metalen:
+        vm.memory.write(xdp.data_meta + offset, vm.memory.read(xdp.data_meta, metalen))
+    xdp.data_meta += offset
+    xdp.data = data
+    return 0
+
+
+@register_helper(54, "xdp_adjust_meta", _CTX_ANY, prog_types={P.XDP})
+def xdp_adjust_meta(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Move the metadata's start by ``offset``; metadata is whole u32s, at most
+    what skb_shared_info's u8 meta_len holds (xdp_metalen_invalid)."""
+    xdp = _xdp(vm, r1)
+    meta = xdp.data_meta + _s32(r2)
+    if xdp.data_meta > xdp.data:
+        return neg(ENOTSUPP)
+    if meta < xdp.data_hard_start + XDP_FRAME_SIZE or meta > xdp.data:
+        return neg(errno.EINVAL)
+    metalen = xdp.data - meta
+    if metalen & 3 or metalen > XDP_META_MAX:
+        return neg(errno.EACCES)
+    xdp.data_meta = meta
+    return 0
+
+
+@register_helper(65, "xdp_adjust_tail", _CTX_ANY, prog_types={P.XDP})
+def xdp_adjust_tail(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Move the packet's end by ``offset`` (growth is zero-filled)."""
+    xdp = _xdp(vm, r1)
+    offset = _s32(r2)
+    data_end = xdp.data_end + offset
+    if data_end > xdp.frame_end or data_end < xdp.data + ETH_HLEN:
+        return neg(errno.EINVAL)
+    if offset > 0:
+        vm.memory.write(xdp.data_end, bytes(offset))
+    xdp.data_end = data_end
+    return 0
+
+
+# -- redirect -----------------------------------------------------------------------------------
+
+@attrs.define
+class RedirectInfo:
+    """The kernel's per-CPU ``bpf_redirect_info``: where the last redirect asked to go."""
+
+    tgt_index: int = 0
+    flags: int = 0
+
+
+def redirect_info(vm: Vm) -> RedirectInfo:
+    info = getattr(vm, "redirect_info", None)
+    if info is None:
+        info = vm.redirect_info = RedirectInfo()  # type: ignore[attr-defined]
+    return info
+
+
+@register_helper(23, "redirect",
+                 Proto(RetType.RET_INTEGER, (A.ARG_ANYTHING, A.ARG_ANYTHING)),
+                 prog_types=_TC | {P.XDP, P.LWT_XMIT})
+def redirect(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Ask the hook to send the packet out of (or, BPF_F_INGRESS, into) ``ifindex``.
+    tc: TC_ACT_REDIRECT, or TC_ACT_SHOT for unknown flags; XDP: XDP_REDIRECT, or
+    XDP_ABORTED for any flag."""
+    is_xdp = getattr(vm.owner, "prog_type", None) == P.XDP
+    if (r2 if is_xdp else r2 & ~BPF_F_INGRESS):
+        return XDP_ABORTED if is_xdp else TC_ACT_SHOT
+    info = redirect_info(vm)
+    info.tgt_index, info.flags = r1 & M32, r2
+    return XDP_REDIRECT if is_xdp else TC_ACT_REDIRECT

@@ -1,0 +1,192 @@
+"""Packet and checksum helper scenarios that run the same on pyebpf and the kernel.
+
+Each scenario loads a small program calling one helper with the arguments
+given (``CTX`` for the program's ctx, bytes for a buffer on the stack, ints
+as 64-bit immediates), test-runs it on a packet and returns the signed retval
+and the packet out. tests/helpers/test_packet_helpers.py pins pyebpf's answers;
+tests/kernel/test_packet_helpers_differential.py requires the kernel's to be
+the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyebpf import Insn, ProgType
+
+from ._build import ADD, Asm, alu, call, exit_, lddw, mov, movr, s32, stx
+
+Backend = Any
+CTX = object()
+
+
+def helper_call(func_id: int, args: list[Any]) -> list[Insn]:
+    """r6 = ctx; stack buffers for bytes args; r1..r5 = args; call; exit with r0."""
+    p = Asm()
+    p(movr(6, 1))
+    sp = 0
+    where: list[int] = []
+    for a in args:
+        if isinstance(a, bytes | bytearray):
+            sp -= (len(a) + 7) // 8 * 8
+            padded = bytes(a).ljust((len(a) + 7) // 8 * 8, b"\0")
+            for i in range(0, len(padded), 8):
+                p(lddw(0, int.from_bytes(padded[i:i + 8], "little")), stx(8, 10, 0, sp + i))
+            where.append(sp)
+        else:
+            where.append(0)
+    for reg, (a, off) in enumerate(zip(args, where, strict=True), start=1):
+        if a is CTX:
+            p(movr(reg, 6))
+        elif isinstance(a, bytes | bytearray):
+            p(movr(reg, 10), alu(ADD, reg, off))
+        elif a is None:
+            p(mov(reg, 0))
+        else:
+            p(lddw(reg, a))
+    p(call(func_id), exit_())
+    return p.build()
+
+
+def run_helper(be: Backend, func_id: int, args: list[Any], packet: bytes,
+               prog_type: int = ProgType.SCHED_CLS) -> tuple[int, bytes]:
+    """(signed retval, data_out) of one helper call in a test run."""
+    fd = be.load(helper_call(func_id, args), prog_type)
+    try:
+        retval, out = be.run_out(fd, packet)
+    finally:
+        be.close_fd(fd)
+    return s32(retval), out
+
+
+def csum_diff(be: Backend, cases: list[tuple[bytes, bytes, int]]) -> list[int]:
+    """bpf_csum_diff(from, len, to, len, seed) for each case (empty bytes: NULL, 0)."""
+    out = []
+    for frm, to, seed in cases:
+        args = [frm or None, len(frm), to or None, len(to), seed]
+        out.append(run_helper(be, 28, args, bytes(64), ProgType.XDP)[0])
+    return out
+
+
+def ipv4_udp_packet(payload: bytes = b"hello, checksum!") -> bytes:
+    """Ethernet + IPv4 (valid header checksum) + UDP (valid checksum) + payload."""
+    from pyebpf.helpers.csum import csum_fold, csum_partial
+
+    src, dst = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    udp_len = 8 + len(payload)
+    ip = bytearray(b"\x45\x00" + (20 + udp_len).to_bytes(2, "big") + b"\x12\x34\x40\x00\x40\x11"
+                   + b"\0\0" + src + dst)
+    ip[10:12] = csum_fold(csum_partial(ip, 0)).to_bytes(2, "little")
+    udp = bytearray((1234).to_bytes(2, "big") + (53).to_bytes(2, "big")
+                    + udp_len.to_bytes(2, "big") + b"\0\0" + payload)
+    pseudo = src + dst + b"\x00\x11" + udp_len.to_bytes(2, "big")
+    udp[6:8] = csum_fold(csum_partial(pseudo + udp, 0)).to_bytes(2, "little")
+    return bytes(12) + b"\x08\x00" + bytes(ip) + bytes(udp)
+
+
+def csum_replace(be: Backend, func_id: int, cases: list[tuple[int, int, int, int]],
+                 packet: bytes | None = None) -> list[tuple[int, bytes]]:
+    """l3/l4_csum_replace(skb, offset, from, to, flags) per case, on a UDP packet."""
+    pkt = packet if packet is not None else ipv4_udp_packet()
+    return [run_helper(be, func_id, [CTX, off, frm, to, flags], pkt)
+            for off, frm, to, flags in cases]
+
+
+def csum_level(be: Backend, levels: list[int]) -> list[int]:
+    return [run_helper(be, 135, [CTX, lvl], ipv4_udp_packet())[0] for lvl in levels]
+
+
+def csum_update(be: Backend, values: list[int]) -> list[int]:
+    return [run_helper(be, 40, [CTX, v], ipv4_udp_packet())[0] for v in values]
+
+
+def store_bytes(be: Backend, cases: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
+    """bpf_skb_store_bytes(skb, offset, data, len, flags) per case."""
+    pkt = ipv4_udp_packet()
+    return [run_helper(be, 9, [CTX, off, data, len(data), flags], pkt)
+            for off, data, flags in cases]
+
+
+def pull_data(be: Backend, lengths: list[int]) -> list[int]:
+    return [run_helper(be, 39, [CTX, n], ipv4_udp_packet())[0] for n in lengths]
+
+
+def change_tail(be: Backend, cases: list[tuple[int, int]],
+                prog_type: int = ProgType.SCHED_CLS) -> list[tuple[int, bytes]]:
+    """bpf_skb_change_tail(skb, len, flags) per case."""
+    return [run_helper(be, 38, [CTX, n, flags], ipv4_udp_packet(), prog_type)
+            for n, flags in cases]
+
+
+def change_head(be: Backend, cases: list[tuple[int, int]],
+                prog_type: int = ProgType.SCHED_CLS) -> list[tuple[int, bytes]]:
+    """bpf_skb_change_head(skb, head_room, flags) per case."""
+    return [run_helper(be, 43, [CTX, n, flags], ipv4_udp_packet(), prog_type)
+            for n, flags in cases]
+
+
+# __sk_buff offsets read back after VLAN operations.
+_PROTOCOL, _VLAN_PRESENT, _VLAN_TCI, _VLAN_PROTO = 16, 20, 24, 28
+
+
+def vlan_ops(be: Backend, ops: list[tuple[int, int] | None], packet: bytes,
+             ) -> tuple[int, int, bytes]:
+    """Run skb_vlan_push(proto, tci) (a tuple) / skb_vlan_pop (None) in order.
+
+    Returns (vlan_tci | vlan_present << 16 | (any op failed) << 17,
+    protocol | vlan_proto << 16, packet out)."""
+    from ._build import JEQ, LSH, OR, alur, ldx
+
+    outs = []
+    for what in ("tags", "protos"):
+        p = Asm()
+        p(movr(6, 1), mov(7, 0))
+        for i, op in enumerate(ops):
+            if op is None:
+                p(movr(1, 6), call(19))
+            else:
+                p(movr(1, 6), lddw(2, op[0]), lddw(3, op[1]), call(18))
+            p.jmp(JEQ, 0, 0, f"ok{i}")
+            p(mov(7, 1))
+            p.label(f"ok{i}")
+        if what == "tags":
+            p(ldx(4, 0, 6, _VLAN_TCI), ldx(4, 1, 6, _VLAN_PRESENT), alu(LSH, 1, 16),
+              alur(OR, 0, 1), alu(LSH, 7, 17), alur(OR, 0, 7), exit_())
+        else:
+            p(ldx(4, 0, 6, _PROTOCOL), ldx(4, 1, 6, _VLAN_PROTO), alu(LSH, 1, 16),
+              alur(OR, 0, 1), exit_())
+        fd = be.load(p.build(), ProgType.SCHED_CLS)
+        try:
+            outs.append(be.run_out(fd, packet))
+        finally:
+            be.close_fd(fd)
+    (tags, out), (protos, _) = outs
+    return tags, protos, out
+
+
+def xdp_adjust(be: Backend, ops: list[tuple[int, int]], packet: bytes) -> tuple[int, bytes]:
+    """Call xdp_adjust_head (44) / _meta (54) / _tail (65) with offsets in order.
+
+    Returns (bitmask of failed ops | (data_end - data) << 8, packet out)."""
+    from ._build import JEQ, LSH, OR, SUB, alur, ldx
+
+    p = Asm()
+    p(movr(6, 1), mov(7, 0))
+    for i, (func, off) in enumerate(ops):
+        p(movr(1, 6), mov(2, off), call(func))
+        p.jmp(JEQ, 0, 0, f"ok{i}")
+        p(alu(OR, 7, 1 << i))
+        p.label(f"ok{i}")
+    p(ldx(4, 2, 6, 0), ldx(4, 3, 6, 4), alur(SUB, 3, 2), alu(LSH, 3, 8), movr(0, 7),
+      alur(OR, 0, 3), exit_())
+    fd = be.load(p.build(), ProgType.XDP)
+    try:
+        return be.run_out(fd, packet)
+    finally:
+        be.close_fd(fd)
+
+
+def redirect(be: Backend, prog_type: int, cases: list[tuple[int, int]]) -> list[int]:
+    """bpf_redirect(ifindex, flags) per case: the retval (the action)."""
+    return [run_helper(be, 23, [ifindex, flags], ipv4_udp_packet(), prog_type)[0]
+            for ifindex, flags in cases]

@@ -1,0 +1,210 @@
+"""Checksum and packet-changing helpers on pyebpf (the kernel's answers are
+required to be the same in tests/kernel/test_packet_helpers_differential.py)."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyebpf import ProgType
+from pyebpf.helpers.csum import csum_fold, csum_partial
+
+from . import packet_scenarios as S
+from ._build import PyBackend
+
+ENOTSUPP = 524
+ETH, IP_CSUM, IP_DST, UDP_CSUM = 14, 14 + 10, 14 + 16, 14 + 20 + 6
+
+
+@pytest.fixture
+def py() -> Iterator[PyBackend]:
+    be = PyBackend()
+    yield be
+    be.close()
+
+
+def ip_header_ok(packet: bytes) -> bool:
+    return csum_fold(csum_partial(packet[ETH:ETH + 20], 0)) == 0
+
+
+def udp_ok(packet: bytes) -> bool:
+    ip, udp = packet[ETH:ETH + 20], packet[ETH + 20:]
+    pseudo = ip[12:20] + b"\x00\x11" + len(udp).to_bytes(2, "big")
+    return csum_fold(csum_partial(pseudo + udp, 0)) == 0
+
+
+def rfc1071(data: bytes) -> int:
+    """The folded ones'-complement sum of big-endian 16-bit words, in memory order."""
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int.from_bytes(total.to_bytes(2, "big"), "little")
+
+
+@given(st.binary(min_size=4, max_size=64).filter(lambda b: len(b) % 4 == 0 and any(b)))
+def test_csum_partial_is_the_internet_checksum_sum(data: bytes) -> None:
+    folded = ~csum_fold(csum_partial(data, 0)) & 0xFFFF
+    assert folded % 0xFFFF == rfc1071(data) % 0xFFFF
+
+
+def test_csum_diff_rejects_sizes_not_multiple_of_four(py: PyBackend) -> None:
+    assert S.csum_diff(py, [(b"abc", b"", 0)])[0] in (-errno.EINVAL, -errno.EACCES)
+
+
+def test_csum_diff_with_nothing_returns_the_seed(py: PyBackend) -> None:
+    assert S.csum_diff(py, [(b"", b"", 0x1234)]) == [0x1234]
+
+
+def test_l3_csum_replace_by_diff_keeps_the_ip_header_valid(py: PyBackend) -> None:
+    new_dst = bytes([192, 168, 1, 1])
+    pkt = S.ipv4_udp_packet()
+    diff = S.csum_diff(py, [(pkt[IP_DST:IP_DST + 4], new_dst, 0)])[0]
+    changed = pkt[:IP_DST] + new_dst + pkt[IP_DST + 4:]
+    rc, out = S.csum_replace(py, 10, [(IP_CSUM, 0, diff, 0)], packet=changed)[0]
+    assert rc == 0 and not ip_header_ok(changed) and ip_header_ok(out)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_l3_csum_replace_of_a_field_keeps_the_ip_header_valid(py: PyBackend, size: int) -> None:
+    pkt = S.ipv4_udp_packet()
+    # The TTL/protocol word (offset 8) as it lies in memory, and a new TTL of 1.
+    old = int.from_bytes(pkt[ETH + 8:ETH + 8 + size], "little")
+    new = (old & ~0xFF) | 1
+    changed = pkt[:ETH + 8] + new.to_bytes(size, "little") + pkt[ETH + 8 + size:]
+    rc, out = S.csum_replace(py, 10, [(IP_CSUM, old, new, size)], packet=changed)[0]
+    assert rc == 0 and ip_header_ok(out)
+
+
+def test_l4_csum_replace_pseudo_header_follows_an_address_change(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    old = int.from_bytes(pkt[IP_DST:IP_DST + 4], "little")
+    new = int.from_bytes(bytes([172, 16, 0, 9]), "little")
+    changed = pkt[:IP_DST] + new.to_bytes(4, "little") + pkt[IP_DST + 4:]
+    rc, out = S.csum_replace(py, 11, [(UDP_CSUM, old, new, 4 | 0x10)], packet=changed)[0]
+    assert rc == 0 and not udp_ok(changed) and udp_ok(out)
+
+
+@pytest.mark.parametrize(("case", "rc"), [
+    ((25, 1, 2, 2), -errno.EFAULT),        # odd offset
+    ((0x10000, 1, 2, 2), -errno.EFAULT),   # offset above 0xffff
+    ((2000, 1, 2, 2), -errno.EFAULT),      # past the packet
+    ((24, 1, 2, 8), -errno.EINVAL),        # field size 8
+    ((24, 1, 2, 0), -errno.EINVAL),        # by-diff with a non-zero from
+    ((24, 1, 2, 0x20), -errno.EINVAL),     # l4 flag on l3
+])
+def test_l3_csum_replace_rejects(py: PyBackend, case: tuple[int, int, int, int], rc: int) -> None:
+    got, out = S.csum_replace(py, 10, [case])[0]
+    assert got == rc and out == S.ipv4_udp_packet()
+
+
+def test_l4_csum_replace_mangled_zero_leaves_a_zero_checksum(py: PyBackend) -> None:
+    pkt = bytearray(S.ipv4_udp_packet())
+    pkt[UDP_CSUM:UDP_CSUM + 2] = b"\0\0"  # UDP over IPv4: no checksum
+    rc, out = S.csum_replace(py, 11, [(UDP_CSUM, 1, 2, 0x20 | 2)], packet=bytes(pkt))[0]
+    assert rc == 0 and out == bytes(pkt)
+
+
+def test_csum_level_query_without_checksum_unnecessary_is_eacces(py: PyBackend) -> None:
+    # One test run per call: a test-run skb starts as CHECKSUM_NONE each time.
+    assert S.csum_level(py, [0, 1, 2, 3, 4]) == [-errno.EACCES, 0, 0, 0, -errno.EINVAL]
+
+
+def test_csum_update_without_a_full_checksum_is_enotsupp(py: PyBackend) -> None:
+    assert S.csum_update(py, [1]) == [-ENOTSUPP]
+
+
+def test_store_bytes_writes_and_checks_flags_and_bounds(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    got = S.store_bytes(py, [(0, b"abcd", 0), (0, b"abcd", 4), (len(pkt) - 2, b"abcd", 0)])
+    assert got[0] == (0, b"abcd" + pkt[4:])
+    assert got[1] == (-errno.EINVAL, pkt)
+    assert got[2] == (-errno.EFAULT, pkt)
+
+
+def test_pull_data_past_the_packet_is_enomem(py: PyBackend) -> None:
+    n = len(S.ipv4_udp_packet())
+    assert S.pull_data(py, [0, n, n + 1]) == [0, 0, -errno.ENOMEM]
+
+
+def test_change_tail_grows_zero_filled_and_shrinks(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    grown, shrunk, too_short, flags = S.change_tail(py, [(5000, 0), (20, 0), (13, 0), (20, 1)])
+    assert grown == (0, pkt + bytes(5000 - len(pkt)))
+    assert shrunk == (0, pkt[:20])
+    assert too_short[0] == flags[0] == -errno.EINVAL  # below the network header / flags
+
+
+def test_change_tail_above_skb_max_alloc_is_einval(py: PyBackend) -> None:
+    assert [rc for rc, _ in S.change_tail(py, [(16064, 0), (16065, 0)])] == [0, -errno.EINVAL]
+
+
+def test_change_head_pushes_zeroed_bytes_reallocating_when_needed(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    small, big = S.change_head(py, [(4, 0), (1000, 0)])
+    assert small == (0, bytes(4) + pkt)
+    assert big == (0, bytes(1000) + pkt)
+
+
+def test_first_vlan_push_only_sets_the_offloaded_tag(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    tags, protos, out = S.vlan_ops(py, [(0x0081, 5)], pkt)
+    assert (tags, out) == (5 | 1 << 16, pkt)
+    assert protos >> 16 == 0x0081
+
+
+def test_second_vlan_push_moves_the_first_tag_into_the_packet(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    tags, protos, out = S.vlan_ops(py, [(0x0081, 5), (0xA888, 6)], pkt)
+    assert tags == 6 | 1 << 16
+    assert out == pkt[:12] + b"\x81\x00\x00\x05" + pkt[12:]
+    assert protos == 0x0081 | 0xA888 << 16  # skb->protocol is now 802.1Q
+
+
+def test_vlan_pop_of_an_in_packet_tag(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    tagged = pkt[:12] + b"\x81\x00\x00\x05" + pkt[12:]
+    tags, protos, out = S.vlan_ops(py, [None], tagged)
+    assert (tags, out) == (0, pkt)
+    assert protos & 0xFFFF == 0x0008  # ETH_P_IP as it lies in memory
+
+
+@pytest.mark.parametrize(("ops", "failed", "length"), [
+    ([(44, -216)], 0, 58 + 216),  # down to the xdp_frame at the buffer's head
+    ([(44, -217)], 1, 58),
+    ([(44, 44)], 0, 14),
+    ([(44, 45)], 1, 58),          # less than an Ethernet header left
+    ([(54, -4)], 0, 58),
+    ([(54, -3)], 1, 58),          # metadata not in whole u32s: EACCES
+    ([(54, -256)], 1, 58),        # more than a u8 of metadata
+    ([(65, 100)], 0, 158),
+    ([(65, -45)], 1, 58),
+])
+def test_xdp_adjust_bounds(py: PyBackend, ops: list[tuple[int, int]], failed: int,
+                           length: int) -> None:
+    got, _ = S.xdp_adjust(py, ops, S.ipv4_udp_packet())
+    assert (got & 0xFF, got >> 8) == (failed, length)
+
+
+def test_xdp_adjust_tail_growth_is_zero_filled(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    _, out = S.xdp_adjust(py, [(65, 10)], pkt)
+    assert out == pkt + bytes(10)
+
+
+def test_xdp_adjust_meta_then_head_moves_the_metadata(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    got, out = S.xdp_adjust(py, [(54, -8), (44, -4)], pkt)
+    assert got == (62 << 8) and len(out) == 8 + 4 + len(pkt)
+
+
+@pytest.mark.parametrize(("prog_type", "cases", "want"), [
+    (ProgType.SCHED_CLS, [(1, 0), (1, 1), (1, 2)], [7, 7, 2]),  # REDIRECT, INGRESS, SHOT
+    (ProgType.XDP, [(1, 0), (1, 1)], [4, 0]),                   # XDP_REDIRECT, ABORTED
+])
+def test_redirect_actions(py: PyBackend, prog_type: ProgType, cases: list[tuple[int, int]],
+                          want: list[int]) -> None:
+    assert S.redirect(py, prog_type, cases) == want

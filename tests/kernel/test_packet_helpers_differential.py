@@ -1,0 +1,115 @@
+"""Checksum and packet-changing helpers: pyebpf and the kernel give the same
+return values and the same packets out (tests/helpers/packet_scenarios.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import packet_scenarios as S  # tests/helpers (pytest puts tests/ on sys.path)
+from helpers._build import KernelBackend, PyBackend
+from pyebpf import ProgType
+from pyebpf.testing.kernel import possible_cpus
+
+pytestmark = pytest.mark.kernel
+Pair = tuple[PyBackend, KernelBackend]
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    py, k = PyBackend(nr_cpus=possible_cpus()), KernelBackend()
+    try:
+        yield py, k
+    finally:
+        py.close()
+        k.close()
+
+
+def same(pair: Pair, scenario: Callable[..., Any], *args: Any) -> None:
+    py, k = pair
+    kernel = scenario(k, *args)
+    assert scenario(py, *args) == kernel
+
+
+words = st.integers(0, 16).map(lambda n: n * 4).flatmap(lambda n: st.binary(min_size=n,
+                                                                            max_size=n))
+seeds = st.one_of(st.just(0), st.just(0xFFFF_FFFF), st.integers(0, (1 << 64) - 1))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(words, words, seeds), min_size=1, max_size=4))
+def test_csum_diff(pair: Pair, cases: list[tuple[bytes, bytes, int]]) -> None:
+    same(pair, S.csum_diff, cases)
+
+
+REPLACE_CASES = [(24, 0x1234, 0x4321, 2), (24, 0x01020304, 0x0A0B0C0D, 4), (24, 0, 0x1234, 0),
+                 (24, 1, 2, 0), (25, 1, 2, 2), (24, 1, 2, 8), (24, 1, 2, 0x10), (2000, 1, 2, 2)]
+L4_CASES = [(40, 0x1234, 0x4321, 2 | 0x10), (40, 0x01020304, 0x0A0B0C0D, 4 | 0x10),
+            (40, 0, 0x1234, 0x10), (40, 1, 2, 0x20 | 2), (40, 1, 2, 0x60 | 2),
+            (40, 1, 2, 0x80 | 2), (40, 1, 2, 0x100 | 2)]
+
+
+@pytest.mark.parametrize("func_id", [10, 11])
+def test_csum_replace(pair: Pair, func_id: int) -> None:
+    same(pair, S.csum_replace, func_id, REPLACE_CASES)
+
+
+def test_l4_csum_replace_flags(pair: Pair) -> None:
+    same(pair, S.csum_replace, 11, L4_CASES)
+
+
+def test_csum_level_and_update(pair: Pair) -> None:
+    same(pair, S.csum_level, [0, 1, 2, 3, 4])
+    same(pair, S.csum_update, [0, 1])
+
+
+def test_store_and_pull(pair: Pair) -> None:
+    same(pair, S.store_bytes, [(0, b"abcd", 0), (10, b"x" * 8, 1), (10, b"x" * 8, 2),
+                               (10, b"x" * 8, 4), (60, b"y" * 8, 0), (0x8000_0000, b"z", 0),
+                               (46, b"q" * 8, 0)])
+    same(pair, S.pull_data, [0, 1, 58, 59, 100, 0xFFFF_FFFF])
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.SCHED_CLS, ProgType.LWT_XMIT])
+def test_change_tail_and_head(pair: Pair, prog_type: ProgType) -> None:
+    same(pair, S.change_tail, [(58, 0), (100, 0), (10, 0), (14, 0), (13, 0), (0, 0), (5000, 0),
+                               (16064, 0), (16065, 0), (20, 1)], prog_type)
+    same(pair, S.change_head, [(0, 0), (4, 0), (64, 0), (100, 0), (1000, 0), (16064, 0),
+                               (4, 1)], prog_type)
+
+
+_PKT = S.ipv4_udp_packet()
+VLAN_PACKETS = {
+    "plain": _PKT,
+    "vlan": _PKT[:12] + b"\x81\x00\x00\x05" + _PKT[12:],
+    "qinq": _PKT[:12] + b"\x88\xa8\x00\x07\x81\x00\x00\x05" + _PKT[12:],
+}
+VLAN_OPS = [[(0x0081, 5)], [(0x0081, 5), (0x0081, 6)], [(0x0081, 5), (0xA888, 6), (0x1234, 7)],
+            [None], [(0x0081, 5), None], [(0x0081, 5), (0x0081, 6), None],
+            [(0x0081, 5), (0x0081, 6), None, None]]
+
+
+@pytest.mark.parametrize("packet", list(VLAN_PACKETS))
+@pytest.mark.parametrize("ops", VLAN_OPS, ids=str)
+def test_vlan_push_pop(pair: Pair, ops: list[Any], packet: str) -> None:
+    same(pair, S.vlan_ops, ops, VLAN_PACKETS[packet])
+
+
+XDP_OPS = [[(44, -14)], [(44, 14)], [(44, -216)], [(44, -217)], [(44, 100)],
+           [(54, -4), (44, -8)], [(54, -4)], [(54, -36)], [(54, -252)], [(54, -256)],
+           [(54, -3)], [(54, 4)], [(65, 100)], [(65, -30)], [(65, -59)], [(65, 3400)],
+           [(65, 3500)], [(54, -8), (44, 10), (65, -10)], [(54, -200), (44, -16)]]
+
+
+@pytest.mark.parametrize("ops", XDP_OPS, ids=str)
+def test_xdp_adjust(pair: Pair, ops: list[tuple[int, int]]) -> None:
+    same(pair, S.xdp_adjust, ops, _PKT)
+
+
+def test_redirect(pair: Pair) -> None:
+    same(pair, S.redirect, ProgType.SCHED_CLS, [(1, 0), (1, 1), (1, 2), (99, 0)])
+    same(pair, S.redirect, ProgType.XDP, [(1, 0), (1, 1), (99, 0)])
