@@ -20,6 +20,8 @@ class Clock:
     step_ns: int = 0
     #: CLOCK_BOOTTIME - CLOCK_MONOTONIC (time spent suspended).
     suspended_ns: int = 0
+    #: CLOCK_TAI - CLOCK_MONOTONIC: boot at 2026-01-01T00:00:00Z, plus TAI's 37 s.
+    tai_offset_ns: int = (1_767_225_600 + 37) * 1_000_000_000
 
     def monotonic_ns(self) -> int:
         now = self.ns
@@ -28,6 +30,9 @@ class Clock:
 
     def boottime_ns(self) -> int:
         return self.monotonic_ns() + self.suspended_ns
+
+    def tai_ns(self) -> int:
+        return self.monotonic_ns() + self.tai_offset_ns
 
     def advance(self, ns: int) -> None:
         self.ns += ns

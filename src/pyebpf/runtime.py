@@ -119,6 +119,13 @@ class Runtime:
         self.comm = "pyebpf"
         self.current_task = 0xFFFF_C900_0042_4000
         self.numa_node = 0
+        #: The cgroup v2 id of the current task and of an skb's socket
+        #: (bpf_get_current_cgroup_id, bpf_skb_cgroup_id: the root cgroup is 1),
+        #: and the network namespace's cookie (bpf_get_netns_cookie).
+        self.cgroup_id = 1
+        self.netns_cookie = 1
+        #: The last socket cookie handed out (sock_gen_cookie: 1, 2, ... on first use).
+        self.last_socket_cookie = 0
         #: What bpf_trace_printk/bpf_trace_vprintk printed, one string per call.
         self.trace_output: list[str] = []
         self.fd_limit = fd_limit

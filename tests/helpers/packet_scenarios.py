@@ -190,3 +190,69 @@ def redirect(be: Backend, prog_type: int, cases: list[tuple[int, int]]) -> list[
     """bpf_redirect(ifindex, flags) per case: the retval (the action)."""
     return [run_helper(be, 23, [ifindex, flags], ipv4_udp_packet(), prog_type)[0]
             for ifindex, flags in cases]
+
+
+def skb_queries(be: Backend, func_ids: list[int], prog_type: int = ProgType.SCHED_CLS,
+                packet: bytes | None = None) -> list[int]:
+    """Helpers taking only the ctx (get_route_realm, skb_cgroup_id ...): their retvals."""
+    pkt = packet if packet is not None else ipv4_udp_packet()
+    return [run_helper(be, f, [CTX], pkt, prog_type)[0] for f in func_ids]
+
+
+def hash_ops(be: Backend, set_to: int | None, invalidate: bool) -> int:
+    """set_hash(set_to) and/or set_hash_invalid, then get_hash_recalc: the hash."""
+    p = Asm()
+    p(movr(6, 1))
+    if set_to is not None:
+        p(movr(1, 6), lddw(2, set_to), call(48))
+    if invalidate:
+        p(movr(1, 6), call(41))
+    p(movr(1, 6), call(34), exit_())
+    fd = be.load(p.build(), ProgType.SCHED_CLS)
+    try:
+        return be.run_out(fd, ipv4_udp_packet())[0]
+    finally:
+        be.close_fd(fd)
+
+
+def change_type(be: Backend, types: list[int]) -> list[int]:
+    return [run_helper(be, 32, [CTX, t], ipv4_udp_packet())[0] for t in types]
+
+
+def load_bytes_relative(be: Backend, cases: list[tuple[int, int, int]],
+                        prog_type: int = ProgType.SCHED_CLS) -> list[tuple[int, bytes]]:
+    """skb_load_bytes_relative(skb, offset, buf, len, start) per (offset, len, start):
+    (retval, the first 8 bytes of the buffer after)."""
+    from ._build import ldx
+
+    out = []
+    for offset, length, start in cases:
+        p = Asm()
+        p(movr(6, 1), lddw(0, 0x5A5A5A5A5A5A5A5A))
+        for i in range(0, 16, 8):
+            p(stx(8, 10, 0, -16 + i))
+        p(movr(1, 6), mov(2, offset), movr(3, 10), alu(ADD, 3, -16), mov(4, length),
+          mov(5, start), call(68), movr(7, 0))
+        # A retval has 32 bits: one run each for the rc and the buffer's two u32s.
+        p(ldx(4, 1, 10, -16), ldx(4, 2, 10, -12))
+        fd_insns = p.build()
+        results = []
+        for part in range(3):
+            q = Asm()
+            q(*fd_insns)
+            q(movr(0, {0: 7, 1: 1, 2: 2}[part]), exit_())
+            fd = be.load(q.build(), prog_type)
+            try:
+                results.append(be.run_out(fd, ipv4_udp_packet())[0])
+            finally:
+                be.close_fd(fd)
+        buf = results[1].to_bytes(4, "little") + results[2].to_bytes(4, "little")
+        out.append((s32(results[0]), buf))
+    return out
+
+
+def xdp_bytes(be: Backend, func_id: int, cases: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    """xdp_load_bytes / xdp_store_bytes(ctx, offset, buf, len) with an 8-byte
+    buffer of 0x41s: (retval, packet out)."""
+    return [run_helper(be, func_id, [CTX, offset, b"A" * 8, length], ipv4_udp_packet(),
+                       ProgType.XDP) for offset, length in cases]

@@ -208,3 +208,45 @@ def test_xdp_adjust_meta_then_head_moves_the_metadata(py: PyBackend) -> None:
 def test_redirect_actions(py: PyBackend, prog_type: ProgType, cases: list[tuple[int, int]],
                           want: list[int]) -> None:
     assert S.redirect(py, prog_type, cases) == want
+
+
+def test_skb_identity_queries(py: PyBackend) -> None:
+    realm, uid, cgroup = S.skb_queries(py, [24, 47, 79])
+    assert (realm, uid, cgroup) == (0, 0, py.rt.cgroup_id)
+
+
+def test_socket_cookie_is_stable_per_socket_and_counts_up(py: PyBackend) -> None:
+    first = S.skb_queries(py, [46])[0]
+    second = S.skb_queries(py, [46])[0]  # a new test run: a new socket
+    assert (first, second) == (1, 2)
+
+
+def test_set_hash_is_what_get_hash_recalc_returns(py: PyBackend) -> None:
+    assert S.hash_ops(py, 77, False) == 77
+
+
+def test_get_hash_recalc_is_a_stable_nonzero_flow_hash(py: PyBackend) -> None:
+    h = S.hash_ops(py, None, False)
+    assert h != 0 and S.hash_ops(py, None, False) == h
+    assert S.hash_ops(py, 77, True) == h  # invalidated: computed again
+
+
+def test_skb_change_type_takes_host_to_otherhost(py: PyBackend) -> None:
+    assert S.change_type(py, [0, 3, 4]) == [0, 0, -errno.EINVAL]
+
+
+def test_skb_load_bytes_relative_from_mac_and_network_headers(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    mac, net, past, bad_start = S.load_bytes_relative(py, [(0, 8, 0), (0, 8, 1), (51, 8, 0),
+                                                           (0, 4, 2)])
+    assert mac == (0, pkt[0:8]) and net == (0, pkt[14:22])
+    assert past == (-errno.EFAULT, bytes(8))  # cleared on error
+    assert bad_start[0] == -errno.EFAULT
+
+
+def test_xdp_load_and_store_bytes(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    (ok, out), (bad, _), (far, _) = S.xdp_bytes(py, 190, [(50, 8), (51, 8), (0x10000, 1)])
+    assert (ok, out) == (0, pkt[:50] + b"A" * 8)
+    assert (bad, far) == (-errno.EINVAL, -errno.EFAULT)
+    assert S.skb_queries(py, [188], ProgType.XDP) == [len(pkt)]

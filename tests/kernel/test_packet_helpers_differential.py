@@ -113,3 +113,27 @@ def test_xdp_adjust(pair: Pair, ops: list[tuple[int, int]]) -> None:
 def test_redirect(pair: Pair) -> None:
     same(pair, S.redirect, ProgType.SCHED_CLS, [(1, 0), (1, 1), (1, 2), (99, 0)])
     same(pair, S.redirect, ProgType.XDP, [(1, 0), (1, 1), (99, 0)])
+
+
+def test_skb_queries(pair: Pair) -> None:
+    same(pair, S.skb_queries, [24, 47, 79])
+    same(pair, S.skb_queries, [47], ProgType.SOCKET_FILTER)
+    same(pair, S.skb_queries, [188], ProgType.XDP)
+
+
+def test_set_hash_and_change_type(pair: Pair) -> None:
+    same(pair, S.hash_ops, 77, False)
+    same(pair, S.hash_ops, 0, False)
+    same(pair, S.change_type, [0, 1, 3, 4, 0xFFFF_FFFF])
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.SCHED_CLS, ProgType.SOCKET_FILTER])
+def test_skb_load_bytes_relative(pair: Pair, prog_type: ProgType) -> None:
+    same(pair, S.load_bytes_relative, [(0, 8, 0), (0, 8, 1), (40, 8, 1), (50, 8, 0), (51, 8, 0),
+                                       (0x10000, 4, 0), (0, 4, 2), (36, 8, 1), (37, 8, 1),
+                                       (44, 8, 1), (45, 8, 1)], prog_type)
+
+
+@pytest.mark.parametrize("func_id", [189, 190])
+def test_xdp_load_store_bytes(pair: Pair, func_id: int) -> None:
+    same(pair, S.xdp_bytes, func_id, [(0, 8), (50, 8), (51, 8), (0x10000, 1)])

@@ -377,3 +377,48 @@ def redirect(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     info = redirect_info(vm)
     info.tgt_index, info.flags = r1 & M32, r2
     return XDP_REDIRECT if is_xdp else TC_ACT_REDIRECT
+
+
+@register_helper(188, "xdp_get_buff_len", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,)),
+                 prog_types={P.XDP})
+def xdp_get_buff_len(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The packet's length (a test-run buffer has no fragments)."""
+    xdp = _xdp(vm, r1)
+    return xdp.data_end - xdp.data
+
+
+def _xdp_range(xdp: XdpBuff, offset: int, length: int) -> int:
+    """bpf_xdp_pointer's checks: 0, -EFAULT (offset or len above 0xffff) or -EINVAL."""
+    if offset > 0xFFFF or length > 0xFFFF:
+        return -errno.EFAULT
+    if offset + length > xdp.data_end - xdp.data:
+        return -errno.EINVAL
+    return 0
+
+
+_XDP_BYTES = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING,
+                                         A.ARG_PTR_TO_UNINIT_MEM, A.ARG_CONST_SIZE))
+
+
+@register_helper(189, "xdp_load_bytes", _XDP_BYTES, prog_types={P.XDP})
+def xdp_load_bytes(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Copy packet bytes at ``offset`` into ``buf`` (left as it was on error)."""
+    xdp = _xdp(vm, r1)
+    offset, length = r2 & M32, r4 & M32
+    err = _xdp_range(xdp, offset, length)
+    if err:
+        return neg(-err)
+    vm.memory.write(r3, vm.memory.read(xdp.data + offset, length))
+    return 0
+
+
+@register_helper(190, "xdp_store_bytes", _XDP_BYTES, prog_types={P.XDP})
+def xdp_store_bytes(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Copy ``buf`` into the packet at ``offset``."""
+    xdp = _xdp(vm, r1)
+    offset, length = r2 & M32, r4 & M32
+    err = _xdp_range(xdp, offset, length)
+    if err:
+        return neg(-err)
+    vm.memory.write(xdp.data + offset, vm.memory.read(r3, length))
+    return 0

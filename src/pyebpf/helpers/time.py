@@ -2,6 +2,7 @@
 
 ``bpf_ktime_get_ns`` and ``bpf_ktime_get_coarse_ns`` read CLOCK_MONOTONIC,
 ``bpf_ktime_get_boot_ns`` CLOCK_BOOTTIME (monotonic plus the time suspended),
+``bpf_ktime_get_tai_ns`` CLOCK_TAI (monotonic plus a settable offset),
 and ``bpf_jiffies64`` the jiffies counter derived from the same clock, as the
 kernel's tick would have counted it since boot (HZ = 1000, the jiffies count
 starting at INITIAL_JIFFIES, five minutes before its 32-bit wrap).
@@ -44,3 +45,8 @@ def ktime_get_coarse_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> 
 @register_helper(118, "jiffies64", _INT, tier="cap_bpf")
 def jiffies64(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return INITIAL_JIFFIES + vm.clock.monotonic_ns() * HZ // 1_000_000_000
+
+
+@register_helper(208, "ktime_get_tai_ns", _INT, tier="cap_bpf")
+def ktime_get_tai_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    return vm.clock.tai_ns()

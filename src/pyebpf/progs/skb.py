@@ -407,6 +407,10 @@ class Sock:
     bound_dev_if: int = 0
     state: int = TCP_CLOSE
     rx_queue_mapping: int = -1
+    #: sk_uid (0: sock_init_data without a socket), and the cookie
+    #: sock_gen_cookie hands out on first use (0: none yet).
+    uid: int = 0
+    cookie: int = 0
 
     def bpf_sock(self) -> bytes:
         """The socket as ``struct bpf_sock`` (bpf_sock_convert_ctx_access's view)."""
@@ -478,6 +482,9 @@ class SkBuff:
     ip_summed: int = 0
     csum: int = 0
     csum_level: int = 0
+    #: skb->hash is a software / an L4 hash (else: not computed yet).
+    sw_hash: int = 0
+    l4_hash: int = 0
     #: Regions this skb mapped (the data buffer, the socket), for unmapping.
     regions: list[Region] = attrs.Factory(list)
 
@@ -871,6 +878,24 @@ def _data_size(attr: TestRunAttr) -> int:
     return 0
 
 
+def run_on_skb(rt: Runtime, prog: BpfProg, skb: SkBuff, repeat: int = 1) -> tuple[int, int]:
+    """Run ``prog`` on ``skb`` (its ``struct __sk_buff`` mapped as the program's
+    type sees it, LD_ABS reading the live packet): (r0 as u32, mean ns per run).
+    The test run and the simulated hooks (pyebpf.links) both run skb programs here."""
+    prog_type = prog.prog_type
+    device = SkbCtxDevice(_layout(prog_type, rt.privileged), skb, prog_type,
+                          capable=rt.privileged)
+    ctx_region = rt.memory.map_device(device, SK_BUFF_SIZE, kind="ctx", name="__sk_buff")
+    vm = prog.vm()
+    saved = vm.skb_data
+    vm.skb_data = _SkbBytes(skb)
+    try:
+        return run_repeat(rt, prog, ctx_region.base, repeat)
+    finally:
+        vm.skb_data = saved
+        rt.memory.unmap(ctx_region)
+
+
 def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     """bpf_prog_test_run_skb."""
     from ..prog import TestRunResult
@@ -894,17 +919,7 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     skb = build_skb(rt, packet, prog_type, dev=dev)
     try:
         convert_ctx_to_skb(skb, ctx)
-        device = SkbCtxDevice(_layout(prog_type, rt.privileged), skb, prog_type,
-                              capable=rt.privileged)
-        ctx_region = rt.memory.map_device(device, SK_BUFF_SIZE, kind="ctx", name="__sk_buff")
-        vm = prog.vm()
-        saved = vm.skb_data
-        vm.skb_data = _SkbBytes(skb)
-        try:
-            retval, duration = run_repeat(rt, prog, ctx_region.base, attr.repeat)
-        finally:
-            vm.skb_data = saved
-            rt.memory.unmap(ctx_region)
+        retval, duration = run_on_skb(rt, prog, skb, attr.repeat)
         # An l3 program's packet gets a zeroed Ethernet header pushed back
         # (memset(__skb_push(skb, hh_len), 0, hh_len)) before it is copied out.
         out = skb.packet() if is_l2(prog_type) else bytes(ETH_HLEN) + skb.packet()
