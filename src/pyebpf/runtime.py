@@ -126,6 +126,9 @@ class Runtime:
         self.netns_cookie = 1
         #: The last socket cookie handed out (sock_gen_cookie: 1, 2, ... on first use).
         self.last_socket_cookie = 0
+        #: Packets programs sent to a device themselves (bpf_clone_redirect), in
+        #: order: pyebpf.helpers.packet.Transmit records.
+        self.transmitted: list[Any] = []
         #: What bpf_trace_printk/bpf_trace_vprintk printed, one string per call.
         self.trace_output: list[str] = []
         self.fd_limit = fd_limit

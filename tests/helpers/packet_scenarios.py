@@ -256,3 +256,51 @@ def xdp_bytes(be: Backend, func_id: int, cases: list[tuple[int, int]]) -> list[t
     buffer of 0x41s: (retval, packet out)."""
     return [run_helper(be, func_id, [CTX, offset, b"A" * 8, length], ipv4_udp_packet(),
                        ProgType.XDP) for offset, length in cases]
+
+
+def tunnel_key(be: Backend, set_args: tuple[bytes, int] | None,
+               get_args: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    """Optionally skb_set_tunnel_key(key, flags), then skb_get_tunnel_key(buf, size,
+    flags) for each (size, flags): (retval, the buffer's bytes after), read back
+    four bytes per run."""
+    from ._build import JEQ, ldx
+
+    out = []
+    for size, flags in get_args:
+        words = []
+        for word in range(-1, (size + 3) // 4):
+            p = Asm()
+            p(movr(6, 1))
+            if set_args is not None:
+                key, sflags = set_args
+                padded = key.ljust((len(key) + 7) // 8 * 8, b"\0")
+                for i in range(0, len(padded), 8):
+                    p(lddw(0, int.from_bytes(padded[i:i + 8], "little")),
+                      stx(8, 10, 0, -128 + i))
+                p(movr(1, 6), movr(2, 10), alu(ADD, 2, -128), mov(3, len(key)),
+                  lddw(4, sflags), call(21))
+                p.jmp(JEQ, 0, 0, "set_ok")
+                p(alu(ADD, 0, 0x1000), exit_())
+                p.label("set_ok")
+            p(lddw(0, 0x5A5A5A5A5A5A5A5A))
+            for i in range(0, 48, 8):
+                p(stx(8, 10, 0, -64 + i))
+            p(movr(1, 6), movr(2, 10), alu(ADD, 2, -64), mov(3, size), lddw(4, flags),
+              call(20))
+            if word >= 0:
+                p(ldx(4, 0, 10, -64 + 4 * word))
+            p(exit_())
+            fd = be.load(p.build(), ProgType.SCHED_CLS)
+            try:
+                words.append(be.run_out(fd, ipv4_udp_packet())[0])
+            finally:
+                be.close_fd(fd)
+        buf = b"".join(w.to_bytes(4, "little") for w in words[1:])[:size]
+        out.append((s32(words[0]), buf))
+    return out
+
+
+def clone_redirect(be: Backend, cases: list[tuple[int, int]],
+                   prog_type: int = ProgType.SCHED_CLS) -> list[tuple[int, bytes]]:
+    return [run_helper(be, 13, [CTX, ifindex, flags], ipv4_udp_packet(), prog_type)
+            for ifindex, flags in cases]

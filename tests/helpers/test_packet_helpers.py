@@ -250,3 +250,50 @@ def test_xdp_load_and_store_bytes(py: PyBackend) -> None:
     assert (ok, out) == (0, pkt[:50] + b"A" * 8)
     assert (bad, far) == (-errno.EINVAL, -errno.EFAULT)
     assert S.skb_queries(py, [188], ProgType.XDP) == [len(pkt)]
+
+
+def _key(remote: int, local: int, tun_id: int = 42, label: int = 0) -> bytes:
+    import struct
+
+    return struct.pack("<I16sBBHI16s", tun_id, remote.to_bytes(4, "little").ljust(16, b"\0"),
+                       3, 64, 0, label, local.to_bytes(4, "little").ljust(16, b"\0"))
+
+
+def test_get_tunnel_key_without_metadata_is_einval_and_zeroed(py: PyBackend) -> None:
+    assert S.tunnel_key(py, None, [(44, 0)]) == [(-errno.EINVAL, bytes(44))]
+
+
+def test_tunnel_key_read_back_swaps_remote_and_local(py: PyBackend) -> None:
+    (rc, got), = S.tunnel_key(py, (_key(0x0A000001, 0x0A000002), 0), [(44, 0)])
+    assert rc == 0
+    assert got == _key(0x0A000002, 0x0A000001)
+
+
+@pytest.mark.parametrize(("set_flags", "get", "rc"), [
+    (0, (44, 1), -errno.EPROTO),   # IPv4 metadata read as IPv6
+    (0, (30, 0), -errno.EINVAL),   # not one of the struct's sizes
+    (0, (28, 0), 0),               # the layout before local_ipv4 existed
+])
+def test_get_tunnel_key_checks(py: PyBackend, set_flags: int, get: tuple[int, int],
+                               rc: int) -> None:
+    (got, _), = S.tunnel_key(py, (_key(1, 2), set_flags), [get])
+    assert got == rc
+
+
+def test_set_tunnel_key_rejects_a_label_on_ipv4(py: PyBackend) -> None:
+    (rc, _), = S.tunnel_key(py, (_key(1, 2, label=1), 0), [(44, 0)])
+    assert rc == 0x1000 - errno.EINVAL  # the set failed; the program added 0x1000
+
+
+def test_tunnel_flags_report_csum_key_and_nocache(py: PyBackend) -> None:
+    (rc, got), = S.tunnel_key(py, (_key(1, 2), 0), [(44, 16)])
+    assert rc == 0 and got[22:24] == (0x2000 | 0x04 | 0x01).to_bytes(2, "big")
+
+
+def test_clone_redirect_sends_a_copy_and_checks_device_and_flags(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    got = S.clone_redirect(py, [(1, 1), (99, 0), (1, 2)])
+    assert [rc for rc, _ in got] == [0, -errno.EINVAL, -errno.EINVAL]
+    assert got[0][1] == pkt  # the original goes on unchanged
+    sent, = py.rt.transmitted
+    assert (sent.ifindex, sent.ingress, sent.packet) == (1, True, pkt)

@@ -137,3 +137,28 @@ def test_skb_load_bytes_relative(pair: Pair, prog_type: ProgType) -> None:
 @pytest.mark.parametrize("func_id", [189, 190])
 def test_xdp_load_store_bytes(pair: Pair, func_id: int) -> None:
     same(pair, S.xdp_bytes, func_id, [(0, 8), (50, 8), (51, 8), (0x10000, 1)])
+
+
+def _tunnel_key(remote: bytes, local: bytes, tun_id: int, label: int = 0) -> bytes:
+    import struct
+
+    return struct.pack("<I16sBBHI16s", tun_id, remote, 3, 64, 0, label, local)
+
+
+_V4_KEY = _tunnel_key((0x0A000001).to_bytes(4, "little").ljust(16, b"\0"),
+                      (0x0A000002).to_bytes(4, "little").ljust(16, b"\0"), 42)
+_V6_KEY = _tunnel_key(bytes(range(16)), bytes(range(16, 32)), 7, 0xFFFFF5)
+_GETS = [(44, 0), (44, 1), (44, 16), (28, 0), (24, 0), (22, 0), (8, 0), (12, 0), (44, 2)]
+
+
+@pytest.mark.parametrize(("key", "flags"), [(None, 0), (_V4_KEY, 0), (_V4_KEY, 2), (_V4_KEY, 4),
+                                            (_V4_KEY, 8), (_V4_KEY, 16), (_V4_KEY, 32),
+                                            (_V6_KEY, 1), (_V6_KEY, 5), (_V4_KEY[:28], 0),
+                                            (_V4_KEY[:30], 0)])
+def test_tunnel_key(pair: Pair, key: bytes | None, flags: int) -> None:
+    same(pair, S.tunnel_key, None if key is None else (key, flags), _GETS)
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.SCHED_CLS, ProgType.LWT_XMIT])
+def test_clone_redirect(pair: Pair, prog_type: ProgType) -> None:
+    same(pair, S.clone_redirect, [(1, 0), (1, 1), (99, 0), (1, 2), (1, 8)], prog_type)

@@ -109,7 +109,7 @@ def register_helper(
     return deco
 
 
-_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet")
+_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel")
 
 
 def _load() -> None:

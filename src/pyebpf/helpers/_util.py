@@ -18,6 +18,7 @@ from ..memory import PAGE_SHIFT, AddressSpace
 if TYPE_CHECKING:
     from ..engine.interpreter import Vm
     from ..maps.base import BpfMap
+    from ..progs.skb import SkBuff
     from ..runtime import Runtime
 
 M32 = 0xFFFF_FFFF
@@ -141,3 +142,13 @@ def _tracing_types() -> frozenset[int]:
 
 #: The program types whose get_func_proto goes through ``bpf_tracing_func_proto``.
 TRACING_TYPES = _tracing_types()
+
+
+def skb_arg(vm: Vm, ctx: int) -> SkBuff:
+    """The SkBuff behind the ctx pointer an skb helper got (a fault if it isn't one)."""
+    from ..progs.skb import skb_from_ctx
+
+    skb = skb_from_ctx(vm.memory, ctx)
+    if skb is None:
+        raise BpfFault(f"{ctx:#x} is not an skb ctx", addr=ctx)
+    return skb

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..uapi import ProgType
 from . import register_helper
-from ._util import M32, M64, neg
+from ._util import M32, M64, neg, skb_arg
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
@@ -146,24 +146,13 @@ BPF_F_IPV6 = 1 << 7
 CSUM_MANGLED_0 = 0xFFFF
 
 
-def _skb(vm: Vm, ctx: int) -> SkBuff:
-    from ..progs.skb import skb_from_ctx
-
-    skb = skb_from_ctx(vm.memory, ctx)
-    if skb is None:
-        from ..errors import BpfFault
-
-        raise BpfFault(f"{ctx:#x} is not an skb ctx", addr=ctx)
-    return skb
-
-
 _CTX_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING))
 
 
 @register_helper(40, "csum_update", _CTX_ANY, prog_types=_SKB_CSUM_TYPES)
 def csum_update(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Add ``csum`` to skb->csum when the device gave a full checksum (CHECKSUM_COMPLETE)."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     if skb.ip_summed == CHECKSUM_COMPLETE:
         skb.csum = csum_add(skb.csum, r2 & M32)
         return skb.csum
@@ -172,7 +161,7 @@ def csum_update(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 @register_helper(135, "csum_level", _CTX_ANY, prog_types=_SKB_CSUM_TYPES)
 def csum_level(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     if r2 == BPF_CSUM_LEVEL_INC:
         if skb.ip_summed == CHECKSUM_UNNECESSARY and skb.csum_level < SKB_MAX_CSUM_LEVEL:
             skb.csum_level += 1
@@ -212,7 +201,7 @@ def _sum_field(vm: Vm, skb: SkBuff, offset: int) -> int | None:
 @register_helper(10, "l3_csum_replace", _REPLACE, prog_types=_SKB_CSUM_TYPES)
 def l3_csum_replace(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Fix an IP header checksum at ``offset`` for a field changed from ``from`` to ``to``."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     if r5 & ~BPF_F_HDR_FIELD_MASK:
         return neg(errno.EINVAL)
     at = _sum_field(vm, skb, r2 & M32)
@@ -261,7 +250,7 @@ def _proto_replace_by_diff(skb: SkBuff, old: int, diff: int, pseudo: bool,
 @register_helper(11, "l4_csum_replace", _REPLACE, prog_types=_SKB_CSUM_TYPES)
 def l4_csum_replace(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Fix a TCP/UDP checksum at ``offset`` (with the pseudo-header when asked)."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     flags = r5
     pseudo = bool(flags & BPF_F_PSEUDO_HDR)
     mmzero = bool(flags & BPF_F_MARK_MANGLED_0)

@@ -25,7 +25,7 @@ from ..errors import BpfFault
 from ..memory import PAGE_SHIFT
 from ..uapi import ProgType
 from . import register_helper
-from ._util import M32, neg
+from ._util import M32, neg, skb_arg
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
@@ -59,15 +59,6 @@ _TC = frozenset({P.SCHED_CLS, P.SCHED_ACT})
 def _be16(v: int) -> int:
     """A __be16 as a register holds it (its memory bytes read little-endian) -> host order."""
     return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF)
-
-
-def _skb(vm: Vm, ctx: int) -> SkBuff:
-    from ..progs.skb import skb_from_ctx
-
-    skb = skb_from_ctx(vm.memory, ctx)
-    if skb is None:
-        raise BpfFault(f"{ctx:#x} is not an skb ctx", addr=ctx)
-    return skb
 
 
 def _xdp(vm: Vm, ctx: int) -> XdpBuff:
@@ -124,7 +115,7 @@ def skb_store_bytes(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Copy ``len`` bytes from ``from`` into the packet at ``offset``."""
     from ..progs.skb import try_make_writable
 
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     offset, length = r2 & M32, r4 & M32
     if r5 & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH):
         return neg(errno.EINVAL)
@@ -144,7 +135,7 @@ def skb_pull_data(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Make the first ``len`` bytes (0: the linear part) directly accessible."""
     from ..progs.skb import try_make_writable
 
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     err = try_make_writable(skb, (r2 & M32) or skb.headlen)
     return neg(-err) if err else 0
 
@@ -160,7 +151,7 @@ def _min_len(skb: SkBuff) -> int:
                  prog_types=_TC | {P.LWT_XMIT, P.SK_SKB})
 def skb_change_tail(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Grow (zero-filled) or trim the packet to ``len`` bytes."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     new_len = r2 & M32
     try:
         if r3 or new_len > BPF_SKB_MAX_LEN or new_len < _min_len(skb):
@@ -181,7 +172,7 @@ def skb_change_tail(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
                  prog_types=_TC | {P.LWT_XMIT, P.SK_SKB})
 def skb_change_head(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Push ``head_room`` zeroed bytes in front of the packet (a new mac header)."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     head_room = r2 & M32
     new_len = (skb.len + head_room) & M32
     try:
@@ -246,7 +237,7 @@ def _vlan_pop_one(skb: SkBuff) -> tuple[int, int]:
                  prog_types=_TC)
 def skb_vlan_push(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Set the skb's (offloaded) VLAN tag; a tag already there moves into the packet."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     proto_be, tci = r2 & 0xFFFF, r3 & 0xFFFF
     if not _eth_type_vlan(proto_be):
         proto_be = _be16(ETH_P_8021Q)
@@ -267,7 +258,7 @@ def skb_vlan_push(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
                  prog_types=_TC)
 def skb_vlan_pop(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Drop the outer VLAN tag; the next tag in the packet becomes the offloaded one."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     try:
         if skb.vlan_present:
             skb.vlan_present, skb.vlan_proto, skb.vlan_tci = 0, 0, 0
@@ -421,4 +412,33 @@ def xdp_store_bytes(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     if err:
         return neg(-err)
     vm.memory.write(xdp.data + offset, vm.memory.read(r3, length))
+    return 0
+
+
+@attrs.frozen
+class Transmit:
+    """A packet a program sent to a device itself (bpf_clone_redirect)."""
+
+    ifindex: int
+    #: BPF_F_INGRESS: into the device's receive path, else out of it.
+    ingress: bool
+    packet: bytes
+
+
+@register_helper(13, "clone_redirect", _CTX_ANY_ANY, prog_types=_TC | {P.LWT_XMIT})
+def clone_redirect(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Send a copy of the packet to ``ifindex`` now (the runtime's ``transmitted``);
+    the program goes on with the original."""
+    from ..progs.skb import _netdev
+
+    skb = skb_arg(vm, r1)
+    if r3 & ~BPF_F_INGRESS:
+        return neg(errno.EINVAL)
+    rt = vm.runtime
+    dev = _netdev(rt, r2 & M32)
+    if dev is None:
+        return neg(errno.EINVAL)
+    if skb.mac_off >= skb.network_off:  # no link-layer header to send
+        return neg(errno.ERANGE)
+    rt.transmitted.append(Transmit(dev.ifindex, bool(r3 & BPF_F_INGRESS), skb.packet()))
     return 0

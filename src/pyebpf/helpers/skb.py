@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..uapi import ProgType
 from . import register_helper
-from ._util import M32, check_writable, neg, runtime_of
+from ._util import M32, check_writable, neg, runtime_of, skb_arg
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
@@ -109,21 +109,11 @@ _CTX = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,))
 OVERFLOWUID = 65534
 
 
-def _skb(vm: Vm, ctx: int) -> SkBuff:
-    from ..errors import BpfFault
-    from ..progs.skb import skb_from_ctx
-
-    skb = skb_from_ctx(vm.memory, ctx)
-    if skb is None:
-        raise BpfFault(f"{ctx:#x} is not an skb ctx", addr=ctx)
-    return skb
-
-
 @register_helper(46, "get_socket_cookie", _CTX, prog_types=_SKB_TYPES)
 def get_socket_cookie(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """The skb's socket's cookie (handed out from the runtime's counter on first
     use, as sock_gen_cookie does), 0 without a socket."""
-    sk = _skb(vm, r1).sk
+    sk = skb_arg(vm, r1).sk
     if sk is None:
         return 0
     if not sk.cookie:
@@ -135,14 +125,14 @@ def get_socket_cookie(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
 
 @register_helper(47, "get_socket_uid", _CTX, prog_types=_SKB_TYPES)
 def get_socket_uid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    sk = _skb(vm, r1).sk
+    sk = skb_arg(vm, r1).sk
     return OVERFLOWUID if sk is None else sk.uid
 
 
 @register_helper(79, "skb_cgroup_id", _CTX, prog_types=_TC | {P.CGROUP_SKB})
 def skb_cgroup_id(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """The cgroup v2 id of the skb's socket (the runtime's ``cgroup_id``), 0 without one."""
-    return 0 if _skb(vm, r1).sk is None else runtime_of(vm, "skb_cgroup_id").cgroup_id
+    return 0 if skb_arg(vm, r1).sk is None else runtime_of(vm, "skb_cgroup_id").cgroup_id
 
 
 @register_helper(122, "get_netns_cookie", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX_OR_NULL,)),
@@ -161,14 +151,14 @@ def get_current_cgroup_id(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -
 @register_helper(24, "get_route_realm", _CTX, prog_types=_TC_LWT)
 def get_route_realm(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """The realm (tclassid) of the skb's route: a test-run skb has no route, 0."""
-    _skb(vm, r1)
+    skb_arg(vm, r1)
     return 0
 
 
 @register_helper(41, "set_hash_invalid", Proto(RetType.RET_VOID, (A.ARG_PTR_TO_CTX,)),
                  prog_types=_TC | {P.LWT_XMIT})
 def set_hash_invalid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     skb.hash = skb.sw_hash = skb.l4_hash = 0
     return 0
 
@@ -177,7 +167,7 @@ def set_hash_invalid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int
                  prog_types=_TC)
 def set_hash(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Set a software L4 hash (__skb_set_sw_hash(skb, hash, true))."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     skb.hash, skb.sw_hash, skb.l4_hash = r2 & M32, 1, 1
     return 0
 
@@ -209,7 +199,7 @@ def flow_hash(skb: SkBuff, seed: int) -> int:
 @register_helper(34, "get_hash_recalc", _CTX, prog_types=_TC_LWT)
 def get_hash_recalc(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """skb_get_hash: the hash set before, else a flow hash computed and kept."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     if not skb.l4_hash and not skb.sw_hash:
         skb.hash = flow_hash(skb, runtime_of(vm, "get_hash_recalc").seed)
         skb.sw_hash = 1
@@ -220,7 +210,7 @@ def get_hash_recalc(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
                  Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING)), prog_types=_TC)
 def skb_change_type(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Set pkt_type (PACKET_HOST .. PACKET_OTHERHOST only)."""
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     pkt_type = r2 & M32
     if skb.pkt_type > 3 or pkt_type > 3:
         return neg(errno.EINVAL)
@@ -240,7 +230,7 @@ def skb_load_bytes_relative(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int)
     """Copy bytes from ``offset`` past the MAC or the network header."""
     length = r4 & M32
     check_writable(vm.memory, r3, length)
-    skb = _skb(vm, r1)
+    skb = skb_arg(vm, r1)
     offset, start_header = r2 & M32, r5 & M32
     start = {BPF_HDR_START_MAC: skb.mac_off, BPF_HDR_START_NET: skb.network_off}.get(start_header)
     if offset > 0xFFFF or start is None or start + offset + length > skb.data_off + skb.len:

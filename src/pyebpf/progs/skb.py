@@ -485,6 +485,8 @@ class SkBuff:
     #: skb->hash is a software / an L4 hash (else: not computed yet).
     sw_hash: int = 0
     l4_hash: int = 0
+    #: Tunnel metadata set by bpf_skb_set_tunnel_key (helpers.tunnel.TunnelInfo).
+    tunnel: Any = None
     #: Regions this skb mapped (the data buffer, the socket), for unmapping.
     regions: list[Region] = attrs.Factory(list)
 
