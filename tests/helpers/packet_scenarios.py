@@ -304,3 +304,36 @@ def clone_redirect(be: Backend, cases: list[tuple[int, int]],
                    prog_type: int = ProgType.SCHED_CLS) -> list[tuple[int, bytes]]:
     return [run_helper(be, 13, [CTX, ifindex, flags], ipv4_udp_packet(), prog_type)
             for ifindex, flags in cases]
+
+
+def adjust_room(be: Backend, cases: list[tuple[int, int, int]],
+                packet: bytes | None = None) -> list[tuple[int, bytes]]:
+    """bpf_skb_adjust_room(skb, len_diff, mode, flags) per case."""
+    pkt = packet if packet is not None else ipv4_udp_packet()
+    return [run_helper(be, 50, [CTX, diff & 0xFFFF_FFFF, mode, flags], pkt)
+            for diff, mode, flags in cases]
+
+
+def adjust_room_then(be: Backend, first: tuple[int, int, int], func_id: int,
+                     args: list[int]) -> tuple[int, bytes]:
+    """skb_adjust_room(first), then another helper on the same skb: its retval
+    (0x1000 + the first's if the first failed) and the packet out."""
+    from ._build import JEQ
+
+    p = Asm()
+    diff, mode, flags = first
+    p(movr(6, 1), movr(1, 6), lddw(2, diff & 0xFFFF_FFFF), mov(3, mode), lddw(4, flags),
+      call(50))
+    p.jmp(JEQ, 0, 0, "ok")
+    p(alu(ADD, 0, 0x1000), exit_())
+    p.label("ok")
+    p(movr(1, 6))
+    for reg, a in enumerate(args, start=2):
+        p(lddw(reg, a))
+    p(call(func_id), exit_())
+    fd = be.load(p.build(), ProgType.SCHED_CLS)
+    try:
+        retval, out = be.run_out(fd, ipv4_udp_packet())
+    finally:
+        be.close_fd(fd)
+    return s32(retval), out

@@ -297,3 +297,33 @@ def test_clone_redirect_sends_a_copy_and_checks_device_and_flags(py: PyBackend) 
     assert got[0][1] == pkt  # the original goes on unchanged
     sent, = py.rt.transmitted
     assert (sent.ifindex, sent.ingress, sent.packet) == (1, True, pkt)
+
+
+def test_adjust_room_mac_inserts_zeroed_room_after_the_mac_header(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    (rc, out), = S.adjust_room(py, [(8, 1, 0)])
+    assert rc == 0 and out == pkt[:14] + bytes(8) + pkt[14:]
+
+
+def test_adjust_room_net_removes_room_after_the_ip_header(py: PyBackend) -> None:
+    pkt = S.ipv4_udp_packet()
+    (rc, out), = S.adjust_room(py, [(-8, 0, 0)])
+    assert rc == 0 and out == pkt[:34] + pkt[42:]
+
+
+@pytest.mark.parametrize(("case", "rc"), [
+    ((0x1000, 0, 0), -errno.EFAULT),   # more than 0xfff bytes
+    ((8, 2, 0), -ENOTSUPP),            # unknown mode
+    ((-30, 0, 0), -ENOTSUPP),          # would leave less than an IP header
+    ((8, 0, 1 << 9), -errno.EINVAL),   # unknown flag
+    ((20, 1, 6), -errno.EINVAL),       # encap as IPv4 and IPv6 at once
+    ((8, 0, 128), -errno.EINVAL),      # decap flags on a grow
+])
+def test_adjust_room_rejects(py: PyBackend, case: tuple[int, int, int], rc: int) -> None:
+    (got, out), = S.adjust_room(py, [case])
+    assert got == rc and out == S.ipv4_udp_packet()
+
+
+def test_adjust_room_encapsulates_once(py: PyBackend) -> None:
+    assert S.adjust_room_then(py, (20, 1, 2), 50, [20, 1, 2])[0] == -errno.EALREADY
+    assert S.adjust_room_then(py, (20, 1, 2), 38, [100, 0])[0] == -ENOTSUPP  # change_tail

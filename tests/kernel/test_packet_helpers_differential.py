@@ -162,3 +162,24 @@ def test_tunnel_key(pair: Pair, key: bytes | None, flags: int) -> None:
 @pytest.mark.parametrize("prog_type", [ProgType.SCHED_CLS, ProgType.LWT_XMIT])
 def test_clone_redirect(pair: Pair, prog_type: ProgType) -> None:
     same(pair, S.clone_redirect, [(1, 0), (1, 1), (99, 0), (1, 2), (1, 8)], prog_type)
+
+
+ADJUST_ROOM_CASES = [
+    (8, 0, 0), (8, 1, 0), (-8, 0, 0), (-8, 1, 0), (-24, 1, 0), (-4, 1, 0), (0x1000, 0, 0),
+    (8, 2, 0), (20, 1, 2), (20, 1, 6), (28, 1, 2 | 16), (28, 1, 2 | 8 | 16),
+    (34, 1, 2 | 64 | (14 << 56)), (34, 1, 2 | 64 | (10 << 56)), (20, 1, 4), (-20, 0, 0),
+    (-20, 1, 128), (-20, 1, 256), (-20, 1, 384), (8, 0, 128), (8, 0, 32), (8, 0, 1),
+    (200, 0, 0), (-10, 0, 1 << 9), (-30, 0, 0), (-31, 0, 0)]
+_V6_PKT = bytes(12) + b"\x86\xdd" + bytes(40) + _PKT[34:]
+
+
+@pytest.mark.parametrize("packet", [_PKT, _V6_PKT, bytes(12) + b"\x08\x06" + bytes(40)],
+                         ids=["ipv4", "ipv6", "arp"])
+def test_adjust_room(pair: Pair, packet: bytes) -> None:
+    same(pair, S.adjust_room, ADJUST_ROOM_CASES, packet)
+
+
+@pytest.mark.parametrize(("func_id", "args"), [(50, [20, 1, 2]), (50, [8, 1, 0]),
+                                               (38, [100, 0]), (50, [-20 & 0xFFFF_FFFF, 1, 0])])
+def test_adjust_room_after_encap(pair: Pair, func_id: int, args: list[int]) -> None:
+    same(pair, S.adjust_room_then, (20, 1, 2), func_id, args)

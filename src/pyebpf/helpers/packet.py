@@ -156,6 +156,8 @@ def skb_change_tail(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     try:
         if r3 or new_len > BPF_SKB_MAX_LEN or new_len < _min_len(skb):
             return neg(errno.EINVAL)
+        if skb.encapsulation:
+            return neg(ENOTSUPP)
         if new_len > skb.len:
             grow = new_len - skb.len
             if _tailroom(skb) < grow:
@@ -442,3 +444,147 @@ def clone_redirect(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
         return neg(errno.ERANGE)
     rt.transmitted.append(Transmit(dev.ifindex, bool(r3 & BPF_F_INGRESS), skb.packet()))
     return 0
+
+
+# -- bpf_skb_adjust_room ------------------------------------------------------------------------
+
+BPF_ADJ_ROOM_NET, BPF_ADJ_ROOM_MAC = 0, 1
+BPF_F_ADJ_ROOM_FIXED_GSO = 1 << 0
+BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 = 1 << 1
+BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 = 1 << 2
+BPF_F_ADJ_ROOM_ENCAP_L4_GRE = 1 << 3
+BPF_F_ADJ_ROOM_ENCAP_L4_UDP = 1 << 4
+BPF_F_ADJ_ROOM_NO_CSUM_RESET = 1 << 5
+BPF_F_ADJ_ROOM_ENCAP_L2_ETH = 1 << 6
+BPF_F_ADJ_ROOM_DECAP_L3_IPV4 = 1 << 7
+BPF_F_ADJ_ROOM_DECAP_L3_IPV6 = 1 << 8
+BPF_ADJ_ROOM_ENCAP_L2_SHIFT = 56
+_ENCAP_L3 = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
+_DECAP_L3 = BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_DECAP_L3_IPV6
+_ADJ_ROOM_MASK = (BPF_F_ADJ_ROOM_FIXED_GSO | _ENCAP_L3 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE
+                  | BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH
+                  | (0xFF << BPF_ADJ_ROOM_ENCAP_L2_SHIFT) | _DECAP_L3)
+ETH_P_IP, ETH_P_IPV6, ETH_P_TEB = 0x0800, 0x86DD, 0x6558
+_NET_BASE_LEN = {ETH_P_IP: 20, ETH_P_IPV6: 40}
+
+
+def _net_hdr_push(skb: SkBuff, off: int, length: int) -> None:
+    """bpf_skb_net_hdr_push: ``length`` zeroed bytes at ``off`` from the MAC header."""
+    skb.push(length)
+    d = skb.data_off
+    skb.buf[d:d + off] = skb.buf[d + length:d + length + off]
+    skb.buf[d + off:d + off + length] = bytes(length)
+    skb.mac_off -= length
+    skb.network_off -= length
+
+
+def _net_hdr_pop(skb: SkBuff, off: int, length: int) -> int:
+    if off + length > skb.len:  # pskb_may_pull
+        return -errno.ENOMEM
+    d = skb.data_off
+    head = bytes(skb.buf[d:d + off])
+    skb.pull(length)
+    skb.buf[skb.data_off:skb.data_off + off] = head
+    skb.mac_off += length
+    skb.network_off += length
+    return 0
+
+
+def _net_grow(vm: Vm, skb: SkBuff, off: int, length: int, flags: int) -> int:
+    inner_mac_len = (flags >> BPF_ADJ_ROOM_ENCAP_L2_SHIFT) & 0xFF
+    encap = bool(flags & _ENCAP_L3)
+    if flags & _DECAP_L3:
+        return -errno.EINVAL
+    if skb.headroom < length:  # skb_cow_head
+        delta = length - skb.headroom
+        expand_head(vm, skb, (delta + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD, 0)
+    mac_len = inner_net = 0
+    if encap:
+        if flags & _ENCAP_L3 == _ENCAP_L3:
+            return -errno.EINVAL
+        if flags & BPF_F_ADJ_ROOM_ENCAP_L4_GRE and flags & BPF_F_ADJ_ROOM_ENCAP_L4_UDP:
+            return -errno.EINVAL
+        if flags & BPF_F_ADJ_ROOM_ENCAP_L2_ETH and inner_mac_len < ETH_HLEN:
+            return -errno.EINVAL
+        if skb.encapsulation:
+            return -errno.EALREADY
+        mac_len = skb.network_off - skb.mac_off
+        if inner_mac_len > length:
+            return -errno.EINVAL
+        inner_net = skb.network_off
+    _net_hdr_push(skb, off, length)
+    if encap:
+        # Offsets here are from the buffer's start, which the push left in place.
+        skb.inner_mac_off = inner_net - inner_mac_len
+        skb.inner_network_off = inner_net
+        skb.inner_protocol = _be16(ETH_P_TEB) if flags & BPF_F_ADJ_ROOM_ENCAP_L2_ETH \
+            else skb.protocol
+        skb.encapsulation = 1
+        skb.network_off = skb.data_off + mac_len
+        proto = _be16(skb.protocol)
+        if proto == ETH_P_IP and flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV6:
+            skb.protocol = _be16(ETH_P_IPV6)
+        elif proto == ETH_P_IPV6 and flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV4:
+            skb.protocol = _be16(ETH_P_IP)
+    return 0
+
+
+def _net_shrink(skb: SkBuff, off: int, length: int, flags: int) -> int:
+    if flags & ~(BPF_F_ADJ_ROOM_FIXED_GSO | _DECAP_L3 | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
+        return -errno.EINVAL
+    err = _net_hdr_pop(skb, off, length)
+    if err:
+        return err
+    proto = _be16(skb.protocol)
+    if proto == ETH_P_IP and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV6:
+        skb.protocol = _be16(ETH_P_IPV6)
+    elif proto == ETH_P_IPV6 and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV4:
+        skb.protocol = _be16(ETH_P_IP)
+    return 0
+
+
+@register_helper(50, "skb_adjust_room",
+                 Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTHING,
+                                             A.ARG_ANYTHING)),
+                 prog_types=_TC)
+def skb_adjust_room(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Insert (``len_diff`` > 0) or remove room after the MAC header
+    (BPF_ADJ_ROOM_MAC) or after the L3 header (BPF_ADJ_ROOM_NET): the way a tc
+    program pushes or pops an encapsulation header."""
+    skb = skb_arg(vm, r1)
+    len_diff, mode, flags = _s32(r2), r3 & M32, r4
+    shrink = len_diff < 0
+    diff = abs(len_diff)
+    proto = _be16(skb.protocol)
+    try:
+        if flags & ~(_ADJ_ROOM_MASK | BPF_F_ADJ_ROOM_NO_CSUM_RESET):
+            return neg(errno.EINVAL)
+        if diff > 0xFFF:
+            return neg(errno.EFAULT)
+        if proto not in _NET_BASE_LEN:
+            return neg(ENOTSUPP)
+        if shrink and flags & _DECAP_L3 == _DECAP_L3:
+            return neg(errno.EINVAL)
+        off = skb.network_off - skb.mac_off
+        if mode == BPF_ADJ_ROOM_NET:
+            off += _NET_BASE_LEN[proto]
+        elif mode != BPF_ADJ_ROOM_MAC:
+            return neg(ENOTSUPP)
+        len_min = _NET_BASE_LEN[proto]
+        if shrink and proto == ETH_P_IP and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV6:
+            len_min = _NET_BASE_LEN[ETH_P_IPV6]
+        elif shrink and proto == ETH_P_IPV6 and flags & BPF_F_ADJ_ROOM_DECAP_L3_IPV4:
+            len_min = _NET_BASE_LEN[ETH_P_IP]
+        len_cur = skb.len - (skb.network_off - skb.data_off)
+        if (shrink and (diff >= len_cur or len_cur - diff < len_min)) or \
+                (not shrink and skb.len + diff > BPF_SKB_MAX_LEN):
+            return neg(ENOTSUPP)
+        err = _net_shrink(skb, off, diff, flags) if shrink else \
+            _net_grow(vm, skb, off, diff, flags)
+        if err:
+            return neg(-err)
+        if not flags & BPF_F_ADJ_ROOM_NO_CSUM_RESET and skb.ip_summed == 1:
+            skb.ip_summed = 0  # __skb_reset_checksum_unnecessary
+        return 0
+    finally:
+        skb.compute_data_pointers()

@@ -487,6 +487,11 @@ class SkBuff:
     l4_hash: int = 0
     #: Tunnel metadata set by bpf_skb_set_tunnel_key (helpers.tunnel.TunnelInfo).
     tunnel: Any = None
+    #: Set once bpf_skb_adjust_room pushed an outer header (inner headers below).
+    encapsulation: int = 0
+    inner_mac_off: int = 0
+    inner_network_off: int = 0
+    inner_protocol: int = 0
     #: Regions this skb mapped (the data buffer, the socket), for unmapping.
     regions: list[Region] = attrs.Factory(list)
 
