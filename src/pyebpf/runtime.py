@@ -124,6 +124,8 @@ class Runtime:
         #: and the network namespace's cookie (bpf_get_netns_cookie).
         self.cgroup_id = 1
         self.netns_cookie = 1
+        #: The net_cls classid of the current task's cgroup (bpf_get_cgroup_classid).
+        self.net_cls_classid = 0
         #: The last socket cookie handed out (sock_gen_cookie: 1, 2, ... on first use).
         self.last_socket_cookie = 0
         #: Packets programs sent to a device themselves (bpf_clone_redirect), in

@@ -337,3 +337,18 @@ def adjust_room_then(be: Backend, first: tuple[int, int, int], func_id: int,
     finally:
         be.close_fd(fd)
     return s32(retval), out
+
+
+def cgroup_classid(be: Backend, prog_type: int, r1_zero: bool) -> int | str:
+    """get_cgroup_classid with r1 = ctx or 0: the retval, or 'EACCES' for a rejected load."""
+    from pyebpf import BpfError
+
+    insns = ([mov(1, 0)] if r1_zero else []) + [call(17), exit_()]
+    try:
+        fd = be.load(insns, prog_type)
+    except BpfError as e:
+        return f"errno {e.errno}"
+    try:
+        return be.run_out(fd, ipv4_udp_packet())[0]
+    finally:
+        be.close_fd(fd)

@@ -327,3 +327,13 @@ def test_adjust_room_rejects(py: PyBackend, case: tuple[int, int, int], rc: int)
 def test_adjust_room_encapsulates_once(py: PyBackend) -> None:
     assert S.adjust_room_then(py, (20, 1, 2), 50, [20, 1, 2])[0] == -errno.EALREADY
     assert S.adjust_room_then(py, (20, 1, 2), 38, [100, 0])[0] == -ENOTSUPP  # change_tail
+
+
+@pytest.mark.parametrize(("prog_type", "takes_skb"), [
+    (ProgType.SCHED_CLS, True), (ProgType.LWT_XMIT, True),
+    (ProgType.SOCKET_FILTER, False), (ProgType.XDP, False)])
+def test_get_cgroup_classid_takes_the_skb_only_in_tc_and_lwt(
+        py: PyBackend, prog_type: ProgType, takes_skb: bool) -> None:
+    assert S.cgroup_classid(py, prog_type, False) == 0
+    with_null = S.cgroup_classid(py, prog_type, True)
+    assert with_null == (f"errno {errno.EACCES}" if takes_skb else 0)

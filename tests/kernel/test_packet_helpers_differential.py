@@ -183,3 +183,10 @@ def test_adjust_room(pair: Pair, packet: bytes) -> None:
                                                (38, [100, 0]), (50, [-20 & 0xFFFF_FFFF, 1, 0])])
 def test_adjust_room_after_encap(pair: Pair, func_id: int, args: list[int]) -> None:
     same(pair, S.adjust_room_then, (20, 1, 2), func_id, args)
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.XDP,
+                                       ProgType.LWT_XMIT])
+@pytest.mark.parametrize("r1_zero", [False, True])
+def test_get_cgroup_classid(pair: Pair, prog_type: ProgType, r1_zero: bool) -> None:
+    same(pair, S.cgroup_classid, prog_type, r1_zero)

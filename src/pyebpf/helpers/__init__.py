@@ -28,7 +28,7 @@ every special case of every program type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -73,6 +73,9 @@ class Helper:
     tier: str | None = None
     #: Program types (ProgType values) whose own ``get_func_proto`` offers it.
     prog_types: frozenset[int] = frozenset()
+    #: Program types whose table offers a prototype of their own for the same id
+    #: (bpf_get_cgroup_classid takes the skb in tc programs, nothing elsewhere).
+    type_protos: Mapping[int, Proto] = attrs.field(factory=dict)
 
     @property
     def kernel_name(self) -> str:
@@ -91,6 +94,7 @@ def register_helper(
     *,
     tier: str | None = None,
     prog_types: Iterable[int] = (),
+    type_protos: Mapping[int, Proto] | None = None,
 ) -> Callable[[HelperImpl], HelperImpl]:
     """Decorator adding an implementation to :data:`HELPERS` under ``func_id``.
 
@@ -102,8 +106,9 @@ def register_helper(
         raise ValueError(f"tier must be one of {TIERS}, not {tier!r}")
 
     def deco(impl: HelperImpl) -> HelperImpl:
+        own = {int(t): p for t, p in (type_protos or {}).items()}
         HELPERS[func_id] = Helper(func_id, name, impl, proto if proto is not None else Proto(),
-                                  tier, frozenset(int(t) for t in prog_types))
+                                  tier, frozenset(int(t) for t in prog_types) | set(own), own)
         return impl
 
     return deco
@@ -141,6 +146,9 @@ def func_proto(func_id: int, prog_type: int, *, cap_bpf: bool = True,
     helper = HELPERS.get(func_id)
     if helper is None:
         return None
+    own = helper.type_protos.get(int(prog_type))
+    if own is not None:
+        return attrs.evolve(helper, proto=own)
     if int(prog_type) in helper.prog_types:
         return helper
     if helper.tier == "base":

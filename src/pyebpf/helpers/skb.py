@@ -238,3 +238,17 @@ def skb_load_bytes_relative(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int)
         return neg(errno.EFAULT)
     vm.memory.write(r3, bytes(skb.buf[start + offset:start + offset + length]))
     return 0
+
+
+@register_helper(17, "get_cgroup_classid", Proto(), tier="cap_bpf",
+                 type_protos=dict.fromkeys(_TC_LWT, _CTX))
+def get_cgroup_classid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The net_cls classid of the current task's cgroup (the runtime's
+    ``net_cls_classid``). tc and lwt programs pass the skb: their packets are
+    handled in softirq context, where the kernel uses the skb's socket's
+    classid instead, which a test-run socket doesn't have (0)."""
+    prog_type = getattr(vm.owner, "prog_type", None)
+    if prog_type in _TC_LWT:
+        skb_arg(vm, r1)
+        return 0
+    return runtime_of(vm, "get_cgroup_classid").net_cls_classid
