@@ -352,3 +352,24 @@ def cgroup_classid(be: Backend, prog_type: int, r1_zero: bool) -> int | str:
         return be.run_out(fd, ipv4_udp_packet())[0]
     finally:
         be.close_fd(fd)
+
+
+def listener_sock(be: Backend) -> int:
+    """bpf_get_listener_sock(skb->sk): 7 without a socket, 1 for NULL, 2 for a listener."""
+    from ._build import JNE, ldx
+
+    p = Asm()
+    p(ldx(8, 1, 1, 168))  # skb->sk
+    p.jmp(JNE, 1, 0, "have")
+    p(mov(0, 7), exit_())
+    p.label("have")
+    p(call(98))
+    p.jmp(JNE, 0, 0, "listen")
+    p(mov(0, 1), exit_())
+    p.label("listen")
+    p(mov(0, 2), exit_())
+    fd = be.load(p.build(), ProgType.SCHED_CLS)
+    try:
+        return be.run_out(fd, ipv4_udp_packet())[0]
+    finally:
+        be.close_fd(fd)

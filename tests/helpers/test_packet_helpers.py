@@ -337,3 +337,7 @@ def test_get_cgroup_classid_takes_the_skb_only_in_tc_and_lwt(
     assert S.cgroup_classid(py, prog_type, False) == 0
     with_null = S.cgroup_classid(py, prog_type, True)
     assert with_null == (f"errno {errno.EACCES}" if takes_skb else 0)
+
+
+def test_get_listener_sock_of_a_closed_test_run_socket_is_null(py: PyBackend) -> None:
+    assert S.listener_sock(py) == 1

@@ -190,3 +190,7 @@ def test_adjust_room_after_encap(pair: Pair, func_id: int, args: list[int]) -> N
 @pytest.mark.parametrize("r1_zero", [False, True])
 def test_get_cgroup_classid(pair: Pair, prog_type: ProgType, r1_zero: bool) -> None:
     same(pair, S.cgroup_classid, prog_type, r1_zero)
+
+
+def test_get_listener_sock(pair: Pair) -> None:
+    same(pair, S.listener_sock)

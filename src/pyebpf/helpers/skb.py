@@ -252,3 +252,18 @@ def get_cgroup_classid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> i
         skb_arg(vm, r1)
         return 0
     return runtime_of(vm, "get_cgroup_classid").net_cls_classid
+
+
+TCP_LISTEN = 10
+#: Offset of ``state`` in struct bpf_sock (what a PTR_TO_SOCK_COMMON points at).
+_BPF_SOCK_STATE = 72
+
+
+@register_helper(98, "get_listener_sock",
+                 Proto(RetType.RET_PTR_TO_SOCKET_OR_NULL, (A.ARG_PTR_TO_SOCK_COMMON,)),
+                 prog_types=_CAST_TYPES - {P.SK_SKB})
+def get_listener_sock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The socket itself if it is a listening TCP socket, else NULL (a test-run
+    socket is closed)."""
+    state = int.from_bytes(vm.memory.read(r1 + _BPF_SOCK_STATE, 4), "little")
+    return r1 if state == TCP_LISTEN else 0
