@@ -114,7 +114,8 @@ def register_helper(
     return deco
 
 
-_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel")
+_FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel",
+             "sockopt")
 
 
 def _load() -> None:

@@ -1,0 +1,142 @@
+"""Running SOCK_OPS programs: the kernel's ``struct bpf_sock_ops_kern`` and a
+TCP socket for them to act on.
+
+The kernel calls a cgroup's sock_ops program at points of a TCP connection's
+life (``op``: BPF_SOCK_OPS_TCP_CONNECT_CB, ..._ACTIVE_ESTABLISHED_CB,
+..._RTO_CB ...) with the socket locked; the program reads the connection's
+state through ``struct bpf_sock_ops``, answers in ``reply`` and may set
+socket options (bpf_setsockopt) or ask for more callbacks
+(bpf_sock_ops_cb_flags_set). There is no BPF_PROG_TEST_RUN for it, so
+:func:`run_sock_ops` is how a test fires one: it maps a :class:`SockOpsKern`
+as the ctx and returns the program's result and the ctx after the run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..memory import Perm
+from .ctx import map_ctx
+from .skb import AF_INET, Sock
+from .sock import BPF_SOCK_OPS
+
+if TYPE_CHECKING:
+    from ..prog import BpfProg
+    from ..runtime import Runtime
+
+__all__ = ["BPF_SOCK_OPS_WRITE_HDR_OPT_CB", "SockOpsKern", "TcpSock", "run_sock_ops"]
+
+#: The last op called with the socket locked (is_locked_tcp_sock_ops).
+BPF_SOCK_OPS_WRITE_HDR_OPT_CB = 15
+TCP_ESTABLISHED = 1
+
+
+@attrs.define(eq=False)
+class TcpSock(Sock):
+    """A TCP socket: :class:`~.skb.Sock` plus the options bpf_setsockopt sets."""
+
+    type: int = 1  # SOCK_STREAM
+    protocol: int = 6  # IPPROTO_TCP
+    state: int = TCP_ESTABLISHED
+    family: int = AF_INET
+    #: (level, optname) -> value, for every option a program (or test) set.
+    sockopts: dict[tuple[int, int], int | bytes] = attrs.Factory(dict)
+    #: tcp_sk(sk)->bpf_sock_ops_cb_flags: the extra callbacks asked for.
+    bpf_sock_ops_cb_flags: int = 0
+    snd_cwnd: int = 10
+    srtt_us: int = 0
+    mss_cache: int = 536
+
+
+@attrs.define(eq=False)
+class SockOpsKern:
+    """``struct bpf_sock_ops_kern``: what one sock_ops call sees (the ctx fields
+    are read from here, by their uapi names)."""
+
+    sock: TcpSock
+    op: int
+    #: args[0..3]; ``reply`` is args[0] (they share memory in the kernel's union).
+    args: list[int] = attrs.Factory(lambda: [0, 0, 0, 0])
+    sk_txhash: int = 0
+    #: Where the socket is mapped for the program (its struct bpf_sock view).
+    sk_addr: int = 0
+
+    def __getattr__(self, name: str) -> int:
+        # The remaining ctx fields (snd_cwnd, srtt_us, state ...) are the
+        # socket's; the ones a model socket doesn't keep read as 0.
+        if name.startswith("__") or name == "sock":
+            raise AttributeError(name)
+        return getattr(self.sock, name, 0)
+
+    @property
+    def sk(self) -> int:
+        """The ``sk`` ctx field: the socket's address."""
+        return self.sk_addr
+
+    @property
+    def reply(self) -> int:
+        return self.args[0]
+
+    @reply.setter
+    def reply(self, value: int) -> None:
+        self.args[0] = value & 0xFFFF_FFFF
+
+    @property
+    def args1(self) -> int:
+        return self.args[1]
+
+    @property
+    def args2(self) -> int:
+        return self.args[2]
+
+    @property
+    def args3(self) -> int:
+        return self.args[3]
+
+    @property
+    def is_fullsock(self) -> int:
+        return 1
+
+    @property
+    def remote_ip4(self) -> int:
+        return int.from_bytes(self.sock.daddr, "little")
+
+    @property
+    def local_ip4(self) -> int:
+        return int.from_bytes(self.sock.rcv_saddr, "little")
+
+    @property
+    def remote_ip6(self) -> bytes:
+        return self.sock.v6_daddr
+
+    @property
+    def local_ip6(self) -> bytes:
+        return self.sock.v6_rcv_saddr
+
+    @property
+    def remote_port(self) -> int:
+        return int.from_bytes(self.sock.dport.to_bytes(2, "big"), "little")
+
+    @property
+    def local_port(self) -> int:
+        return self.sock.num
+
+
+def run_sock_ops(rt: Runtime, prog: BpfProg, op: int, sk: TcpSock | None = None,
+                 args: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[int, SockOpsKern]:
+    """Call a SOCK_OPS program for ``op`` on ``sk`` (a fresh established TCP
+    socket by default); (its return value, the ctx after the call: ``reply``,
+    and ``sock`` with the options it set)."""
+    kern = SockOpsKern(sock=sk if sk is not None else TcpSock(), op=op, args=list(args))
+    sk_region = rt.memory.map(bytearray(kern.sock.bpf_sock()), kind="sock", name="sk",
+                              perms=Perm.R)
+    kern.sk_addr = sk_region.base
+    ctx_region = map_ctx(rt.memory, BPF_SOCK_OPS, kern)
+    try:
+        retval = prog.run(ctx_region.base) & 0xFFFF_FFFF
+    finally:
+        rt.memory.unmap(ctx_region)
+        rt.unmap_later(sk_region)
+    return retval, kern
