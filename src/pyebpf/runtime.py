@@ -23,6 +23,7 @@ import attrs
 
 from .clock import Clock
 from .errors import BpfError
+from .fib import Fib
 from .memory import AddressSpace, Region
 
 __all__ = ["BpfObject", "FMode", "File", "ObjKind", "Runtime", "default_runtime"]
@@ -126,6 +127,8 @@ class Runtime:
         self.netns_cookie = 1
         #: The net_cls classid of the current task's cgroup (bpf_get_cgroup_classid).
         self.net_cls_classid = 0
+        #: Routes, neighbours and forwarding settings bpf_fib_lookup consults.
+        self.fib = Fib()
         #: The last socket cookie handed out (sock_gen_cookie: 1, 2, ... on first use).
         self.last_socket_cookie = 0
         #: Packets programs sent to a device themselves (bpf_clone_redirect), in

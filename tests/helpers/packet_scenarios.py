@@ -373,3 +373,40 @@ def listener_sock(be: Backend) -> int:
         return be.run_out(fd, ipv4_udp_packet())[0]
     finally:
         be.close_fd(fd)
+
+
+def fib_params(family: int = 2, ifindex: int = 1, dst: bytes = bytes([10, 1, 2, 3]),
+               tot_len: int = 0, tbid: int = 0) -> bytes:
+    """A struct bpf_fib_lookup to look up (64 bytes)."""
+    import struct
+
+    p = bytearray(64)
+    p[0] = family
+    struct.pack_into("<HI", p, 6, tot_len, ifindex)
+    p[32:32 + len(dst)] = dst
+    struct.pack_into("<I", p, 48, tbid)
+    return bytes(p)
+
+
+def fib_lookup(be: Backend, params: bytes, flags: int, plen: int = 64,
+               prog_type: int = ProgType.XDP) -> tuple[int, bytes]:
+    """bpf_fib_lookup(ctx, &params, plen, flags): (retval, params after), the
+    params read back four bytes per run."""
+    from ._build import ldx
+
+    out = []
+    for word in range(-1, 16):
+        p = Asm()
+        p(movr(6, 1))
+        for i in range(0, 64, 8):
+            p(lddw(0, int.from_bytes(params[i:i + 8], "little")), stx(8, 10, 0, -64 + i))
+        p(movr(1, 6), movr(2, 10), alu(ADD, 2, -64), mov(3, plen), lddw(4, flags), call(69))
+        if word >= 0:
+            p(ldx(4, 0, 10, -64 + 4 * word))
+        p(exit_())
+        fd = be.load(p.build(), prog_type)
+        try:
+            out.append(be.run_out(fd, ipv4_udp_packet())[0])
+        finally:
+            be.close_fd(fd)
+    return s32(out[0]), b"".join(w.to_bytes(4, "little") for w in out[1:])

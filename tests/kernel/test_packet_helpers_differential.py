@@ -194,3 +194,21 @@ def test_get_cgroup_classid(pair: Pair, prog_type: ProgType, r1_zero: bool) -> N
 
 def test_get_listener_sock(pair: Pair) -> None:
     same(pair, S.listener_sock)
+
+
+_V6_DOC = bytes([0x20, 1, 0xD, 0xB8]) + bytes(11) + b"\1"
+
+
+@pytest.mark.parametrize(("params", "flags", "plen"), [
+    (S.fib_params(), 0, 64), (S.fib_params(family=10, dst=bytes(15) + b"\1"), 0, 64),
+    (S.fib_params(family=10, dst=_V6_DOC), 0, 64),
+    (S.fib_params(family=10, dst=bytes([0xFE, 0x80]) + bytes(13) + b"\1"), 0, 64),
+    (S.fib_params(family=7), 0, 64), (S.fib_params(), 0, 60), (S.fib_params(), 64, 64),
+    (S.fib_params(ifindex=999), 0, 64), (S.fib_params(family=10, ifindex=999), 0, 64),
+    (S.fib_params(tbid=77), 9, 64)])
+@pytest.mark.parametrize("prog_type", [ProgType.XDP, ProgType.SCHED_CLS])
+def test_fib_lookup_on_the_loopback(pair: Pair, params: bytes, flags: int, plen: int,
+                                    prog_type: ProgType) -> None:
+    """The host's loopback doesn't forward (net.ipv4.conf.lo.forwarding is 0 on a
+    host, and in a fresh runtime): both say FWD_DISABLED or fail the same way."""
+    same(pair, S.fib_lookup, params, flags, plen, prog_type)

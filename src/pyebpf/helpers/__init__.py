@@ -115,7 +115,7 @@ def register_helper(
 
 
 _FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel",
-             "sockopt")
+             "sockopt", "fib")
 
 
 def _load() -> None:
