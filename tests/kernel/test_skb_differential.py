@@ -437,13 +437,12 @@ def test_short_data_out_agrees_with_the_kernel(loaded: Any, data_size_out: int) 
     _compare(rt, some, bytes(range(60)), None, True, data_size_out=data_size_out)
 
 
-@pytest.mark.xfail(strict=True, reason="pyebpf's LD_ABS/LD_IND treat a negative offset as "
-                   "out of range; the kernel reads SKF_NET_OFF/SKF_LL_OFF relative offsets")
 def test_ld_abs_negative_skf_offsets_agree_with_the_kernel(loaded: Any) -> None:
     rt = loaded[0]
     frame = bytes(range(1, 61))
     for t in (ProgType.SOCKET_FILTER, ProgType.SCHED_CLS):
-        for k in (-0x100000, -0x200000 + 14):
+        for k in (-0x100000, -0x200000 + 14, -0x100000 + 45, -0x100000 + 46, -0x200000,
+                  -0x200000 - 1, -1, -0x100000 - 1):
             insns = encode(asm(f"mov %r6, %r1\nldabsb {k}\nexit"))
             kfd, err = kernel_load(t, insns)
             assert not err

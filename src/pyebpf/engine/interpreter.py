@@ -741,7 +741,16 @@ def _build_ld_abs(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int,
         off = imm
         if indirect:
             off = ((regs[s] + imm) & M32 ^ (1 << 31)) - (1 << 31)
-        if off < 0 or off + width > len(data):
+        if off < 0:
+            # SKF_NET_OFF / SKF_LL_OFF relative loads (bpf_internal_load_pointer_neg_helper)
+            load_negative = getattr(data, "load_negative", None)
+            got = load_negative(off, width) if load_negative is not None else None
+            if got is None:
+                regs[0] = 0
+                return leave()
+            regs[0] = int.from_bytes(got, "big")
+            return nxt
+        if off + width > len(data):
             regs[0] = 0
             return leave()
         regs[0] = int.from_bytes(data[off:off + width], "big")

@@ -614,6 +614,10 @@ class SkBuff:
         raise BpfFault("__sk_buff->flow_keys exists only for flow dissector programs")
 
 
+#: Base offsets of LD_ABS/LD_IND loads relative to the network / MAC header.
+SKF_NET_OFF, SKF_LL_OFF = -0x100000, -0x200000
+
+
 class _SkbBytes:
     """What LD_ABS/LD_IND read (vm.skb_data): the live bytes from skb->data, so
     a packet rewritten by the program or moved by a helper is seen as it is now."""
@@ -625,6 +629,21 @@ class _SkbBytes:
 
     def __len__(self) -> int:
         return self.skb.headlen
+
+    def load_negative(self, k: int, size: int) -> bytes | None:
+        """``size`` bytes at a negative LD_ABS/LD_IND offset: ``SKF_NET_OFF + n`` is
+        n bytes past the network header, ``SKF_LL_OFF + n`` past the MAC header;
+        None (the load fails) outside the packet."""
+        skb = self.skb
+        if k >= SKF_NET_OFF:
+            at = skb.network_off + k - SKF_NET_OFF
+        elif k >= SKF_LL_OFF:
+            at = skb.mac_off + k - SKF_LL_OFF
+        else:
+            return None
+        if at < 0 or at + size > skb.data_off + skb.len:
+            return None
+        return bytes(skb.buf[at:at + size])
 
     def __getitem__(self, key: int | slice) -> Any:
         skb = self.skb
