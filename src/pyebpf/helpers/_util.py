@@ -10,7 +10,7 @@ not exhaust memory.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import BpfFault
 from ..memory import PAGE_SHIFT, AddressSpace
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..progs.skb import SkBuff
     from ..runtime import Runtime
 
+T = TypeVar("T")
 M32 = 0xFFFF_FFFF
 M64 = (1 << 64) - 1
 
@@ -144,11 +145,18 @@ def _tracing_types() -> frozenset[int]:
 TRACING_TYPES = _tracing_types()
 
 
-def skb_arg(vm: Vm, ctx: int) -> SkBuff:
-    """The SkBuff behind the ctx pointer an skb helper got (a fault if it isn't one)."""
-    from ..progs.skb import skb_from_ctx
+def ctx_object(vm: Vm, ctx: int, cls: type[T], what: str) -> T:
+    """The kernel-side object (an SkBuff, XdpBuff ...) behind the ctx pointer a
+    helper got; a fault if the pointer isn't such a ctx (an unverified program)."""
+    entry = vm.memory.devices.get((ctx & M64) >> PAGE_SHIFT)
+    obj = getattr(entry[2], "obj", None) if entry is not None else None
+    if not isinstance(obj, cls):
+        raise BpfFault(f"{ctx:#x} is not a {what} ctx", addr=ctx)
+    return obj
 
-    skb = skb_from_ctx(vm.memory, ctx)
-    if skb is None:
-        raise BpfFault(f"{ctx:#x} is not an skb ctx", addr=ctx)
-    return skb
+
+def skb_arg(vm: Vm, ctx: int) -> SkBuff:
+    """The SkBuff behind the ctx pointer an skb helper got."""
+    from ..progs.skb import SkBuff
+
+    return ctx_object(vm, ctx, SkBuff, "__sk_buff")

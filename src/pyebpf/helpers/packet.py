@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..errors import BpfFault
-from ..memory import PAGE_SHIFT
 from ..uapi import ProgType
 from . import register_helper
-from ._util import M32, neg, skb_arg
+from ._util import M32, ctx_object, neg, skb_arg
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
@@ -64,11 +62,7 @@ def _be16(v: int) -> int:
 def _xdp(vm: Vm, ctx: int) -> XdpBuff:
     from ..progs.xdp import XdpBuff
 
-    entry = vm.memory.devices.get((ctx & ((1 << 64) - 1)) >> PAGE_SHIFT)
-    obj = getattr(entry[2], "obj", None) if entry is not None else None
-    if not isinstance(obj, XdpBuff):
-        raise BpfFault(f"{ctx:#x} is not an xdp_md ctx", addr=ctx)
-    return obj
+    return ctx_object(vm, ctx, XdpBuff, "xdp_md")
 
 
 # -- growing and shrinking an skb ---------------------------------------------------------------

@@ -25,11 +25,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..errors import BpfFault
-from ..memory import PAGE_SHIFT
 from ..uapi import ProgType
 from . import register_helper
-from ._util import M32, check_writable, neg
+from ._util import M32, check_writable, ctx_object, neg
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
@@ -122,11 +120,7 @@ DEFAULTS = {(SOL_SOCKET, 7): 16384, (SOL_SOCKET, 8): 131072, (SOL_SOCKET, 18): 1
 def _sock_ops(vm: Vm, ctx: int) -> SockOpsKern:
     from ..progs.sock_ops import SockOpsKern
 
-    entry = vm.memory.devices.get((ctx & ((1 << 64) - 1)) >> PAGE_SHIFT)
-    obj = getattr(entry[2], "obj", None) if entry is not None else None
-    if not isinstance(obj, SockOpsKern):
-        raise BpfFault(f"{ctx:#x} is not a bpf_sock_ops ctx", addr=ctx)
-    return obj
+    return ctx_object(vm, ctx, SockOpsKern, "bpf_sock_ops")
 
 
 def _locked(kern: SockOpsKern) -> bool:
