@@ -13,12 +13,18 @@
 from .attr import (
     GetIdAttr,
     InfoByFdAttr,
+    LinkCreateAttr,
+    LinkDetachAttr,
+    LinkUpdateAttr,
     MapBatchAttr,
     MapCreateAttr,
     MapElemAttr,
     MapFdAttr,
     ObjPinAttr,
+    ProgAttachAttr,
     ProgLoadAttr,
+    ProgQueryAttr,
+    RawTracepointOpenAttr,
     TestRunAttr,
     UserPtr,
 )
@@ -49,6 +55,19 @@ from .uapi import (
 from .btf import Btf, BtfError, BtfExt
 from .collection import Collection, load_object
 from .elf import ElfError, MapSpec, ObjectSpec, ProgramSpec, load_spec
+from .links import (  # registers LINK_*/PROG_ATTACH/QUERY/RAW_TRACEPOINT_OPEN
+    BpfLink,
+    Cgroup,
+    Link,
+    LinkInfo,
+    Netdev,
+    Netns,
+    ProgQueryResult,
+    Socket,
+    cgroup_root,
+    current_net,
+    init_net,
+)
 from .objects import Program
 
 __version__ = "0.1.0"
@@ -112,4 +131,21 @@ __all__ = [
     "ProgramSpec",
     "load_object",
     "load_spec",
+    "BpfLink",
+    "Cgroup",
+    "Link",
+    "LinkCreateAttr",
+    "LinkDetachAttr",
+    "LinkInfo",
+    "LinkUpdateAttr",
+    "Netdev",
+    "Netns",
+    "ProgAttachAttr",
+    "ProgQueryAttr",
+    "ProgQueryResult",
+    "RawTracepointOpenAttr",
+    "Socket",
+    "cgroup_root",
+    "current_net",
+    "init_net",
 ]

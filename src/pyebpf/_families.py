@@ -8,17 +8,22 @@ of import cycles.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterable
 
 __all__ = ["import_families"]
 
-_done: set[str] = set()
+#: Package name -> the package module whose registry was filled. Keyed by the module
+#: object, not only the name: a package imported afresh (pytester's in-process runs
+#: restore sys.modules, importlib.reload) has an empty registry to fill again.
+_done: dict[str, object] = {}
 
 
 def import_families(package: str, families: Iterable[str]) -> None:
-    """Import ``package.<family>`` for each family, once per package."""
-    if package in _done:
+    """Import ``package.<family>`` for each family, once per package module."""
+    module = sys.modules.get(package)
+    if module is not None and _done.get(package) is module:
         return
     for family in families:
         importlib.import_module(f"{package}.{family}")
-    _done.add(package)
+    _done[package] = sys.modules.get(package)

@@ -28,15 +28,23 @@ __all__ = [
     "ATTR_UNION_SIZE",
     "LAYOUTS",
     "Buffer",
+    "BtfLoadAttr",
+    "IterCreateAttr",
     "LOG_BUF_AUTO",
     "GetIdAttr",
     "InfoByFdAttr",
+    "LinkCreateAttr",
+    "LinkDetachAttr",
+    "LinkUpdateAttr",
     "MapBatchAttr",
     "MapCreateAttr",
     "MapElemAttr",
     "MapFdAttr",
     "ObjPinAttr",
+    "ProgAttachAttr",
     "ProgLoadAttr",
+    "ProgQueryAttr",
+    "RawTracepointOpenAttr",
     "TestRunAttr",
     "UserPtr",
     "attr_from_bytes",
@@ -361,9 +369,40 @@ def attr_to_bytes(attr: Any, size: int = ATTR_UNION_SIZE) -> bytes:
             value = value.addr if isinstance(value, UserPtr) else 0
         elif kind == "name":
             value = value.encode() if isinstance(value, str) else bytes(value)
-        if off + struct.calcsize("<" + fmt) <= size:
+        # Zero needs no packing (the union starts zeroed), and skipping it lets the
+        # members of a union (LinkCreateAttr's) share bytes without clobbering.
+        if value and off + struct.calcsize("<" + fmt) <= size:
             struct.pack_into("<" + fmt, out, off, value)
     return bytes(out)
+
+
+@attrs.frozen(kw_only=True)
+class BtfLoadAttr:
+    """BPF_BTF_LOAD: ``btf`` (bytes or UserPtr) of ``btf_size`` bytes (default: its
+    length), and the BTF verifier's log in ``btf_log_buf`` as PROG_LOAD's log."""
+
+    btf: Buffer = None
+    btf_log_buf: Any = None
+    btf_size: int | None = None
+    btf_log_size: int = 0
+    btf_log_level: int = 0
+    btf_log_true_size: int = 0
+    btf_flags: int = 0
+    btf_token_fd: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.BTF_LOAD,)
+
+
+LAYOUTS[BtfLoadAttr] = (
+    ("btf", 0, "Q", "ptr"),
+    ("btf_log_buf", 8, "Q", "ptr"),
+    ("btf_size", 16, "I", "int"),
+    ("btf_log_size", 20, "I", "int"),
+    ("btf_log_level", 24, "I", "int"),
+    ("btf_log_true_size", 28, "I", "int"),
+    ("btf_flags", 32, "I", "int"),
+    ("btf_token_fd", 36, "i", "int"),
+)
 
 
 # -- programs ---------------------------------------------------------------------------
@@ -503,4 +542,232 @@ LAYOUTS[TestRunAttr] = (
     ("flags", 64, "I", "int"),
     ("cpu", 68, "I", "int"),
     ("batch_size", 72, "I", "int"),
+)
+
+
+# -- links and attachment ------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class LinkCreateAttr:
+    """BPF_LINK_CREATE.
+
+    ``prog_fd`` (the kernel's union also calls it ``map_fd``, for struct_ops
+    links) and ``target_fd`` (or ``target_ifindex`` for XDP/tcx/netkit links)
+    come first. From offset 16 the kernel has a union, one member per link
+    kind; here each member is its own field and several share bytes: a link
+    kind's handler reads only its own (``relative_fd``/``expected_revision``
+    for tcx, netkit and cgroup links; ``bpf_cookie`` for perf-event links;
+    ``iter_info``/``iter_info_len`` for iterators; ``target_btf_id``/
+    ``tracing_cookie`` for tracing links ...). A raw union decodes into all of
+    them at once, as the C union reads.
+    """
+
+    prog_fd: int = 0
+    target_fd: int = 0
+    attach_type: int = 0
+    flags: int = 0
+    target_btf_id: int = 0
+    iter_info: Buffer = None
+    iter_info_len: int = 0
+    bpf_cookie: int = 0
+    kprobe_multi_flags: int = 0
+    kprobe_multi_cnt: int = 0
+    kprobe_multi_syms: Buffer = None
+    kprobe_multi_addrs: Buffer = None
+    kprobe_multi_cookies: Buffer = None
+    tracing_cookie: int = 0
+    netfilter_pf: int = 0
+    netfilter_hooknum: int = 0
+    netfilter_priority: int = 0
+    netfilter_flags: int = 0
+    relative_fd: int = 0
+    expected_revision: int = 0
+    uprobe_multi_path: Buffer = None
+    uprobe_multi_offsets: Buffer = None
+    uprobe_multi_ref_ctr_offsets: Buffer = None
+    uprobe_multi_cookies: Buffer = None
+    uprobe_multi_cnt: int = 0
+    uprobe_multi_flags: int = 0
+    uprobe_multi_pid: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.LINK_CREATE,)
+
+    @property
+    def map_fd(self) -> int:
+        return self.prog_fd
+
+    @property
+    def target_ifindex(self) -> int:
+        return self.target_fd
+
+    @property
+    def relative_id(self) -> int:
+        return self.relative_fd
+
+
+@attrs.frozen(kw_only=True)
+class LinkUpdateAttr:
+    """BPF_LINK_UPDATE. ``old_prog_fd`` only with BPF_F_REPLACE; struct_ops links
+    read the same slots as ``new_map_fd``/``old_map_fd``."""
+
+    link_fd: int
+    new_prog_fd: int = 0
+    flags: int = 0
+    old_prog_fd: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.LINK_UPDATE,)
+
+    @property
+    def new_map_fd(self) -> int:
+        return self.new_prog_fd
+
+    @property
+    def old_map_fd(self) -> int:
+        return self.old_prog_fd
+
+
+@attrs.frozen(kw_only=True)
+class LinkDetachAttr:
+    """BPF_LINK_DETACH."""
+
+    link_fd: int
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.LINK_DETACH,)
+
+
+@attrs.frozen(kw_only=True)
+class ProgAttachAttr:
+    """BPF_PROG_ATTACH / BPF_PROG_DETACH. ``target_fd`` is a cgroup or netns fd,
+    or an ifindex for tcx; ``relative_fd``/``expected_revision`` position an
+    mprog (tcx) attachment."""
+
+    target_fd: int = 0
+    attach_bpf_fd: int = 0
+    attach_type: int = 0
+    attach_flags: int = 0
+    replace_bpf_fd: int = 0
+    relative_fd: int = 0
+    expected_revision: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.PROG_ATTACH, Cmd.PROG_DETACH)
+
+    @property
+    def target_ifindex(self) -> int:
+        return self.target_fd
+
+    @property
+    def relative_id(self) -> int:
+        return self.relative_fd
+
+
+@attrs.frozen(kw_only=True)
+class ProgQueryAttr:
+    """BPF_PROG_QUERY. ``prog_ids`` and friends are output arrays of ``prog_cnt``
+    entries (a bytearray or UserPtr is filled as the kernel fills it; None asks
+    only for the count, though a Python caller gets the ids in the result
+    anyway)."""
+
+    target_fd: int = 0
+    attach_type: int = 0
+    query_flags: int = 0
+    attach_flags: int = 0
+    prog_ids: Buffer = None
+    prog_cnt: int = 0
+    prog_attach_flags: Buffer = None
+    link_ids: Buffer = None
+    link_attach_flags: Buffer = None
+    revision: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.PROG_QUERY,)
+
+
+@attrs.frozen(kw_only=True)
+class RawTracepointOpenAttr:
+    """BPF_RAW_TRACEPOINT_OPEN: ``name`` of the tracepoint (None: the program's
+    own attach target, for BTF-typed raw_tp programs)."""
+
+    name: str | bytes | UserPtr | None = None
+    prog_fd: int = 0
+    cookie: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.RAW_TRACEPOINT_OPEN,)
+
+
+LAYOUTS[LinkCreateAttr] = (
+    ("prog_fd", 0, "I", "int"),
+    ("target_fd", 4, "I", "int"),
+    ("attach_type", 8, "I", "int"),
+    ("flags", 12, "I", "int"),
+    ("target_btf_id", 16, "I", "int"),
+    ("iter_info", 16, "Q", "ptr"),
+    ("iter_info_len", 24, "I", "int"),
+    ("bpf_cookie", 16, "Q", "int"),
+    ("kprobe_multi_flags", 16, "I", "int"),
+    ("kprobe_multi_cnt", 20, "I", "int"),
+    ("kprobe_multi_syms", 24, "Q", "ptr"),
+    ("kprobe_multi_addrs", 32, "Q", "ptr"),
+    ("kprobe_multi_cookies", 40, "Q", "ptr"),
+    ("tracing_cookie", 24, "Q", "int"),
+    ("netfilter_pf", 16, "I", "int"),
+    ("netfilter_hooknum", 20, "I", "int"),
+    ("netfilter_priority", 24, "i", "int"),
+    ("netfilter_flags", 28, "I", "int"),
+    ("relative_fd", 16, "I", "int"),
+    ("expected_revision", 24, "Q", "int"),
+    ("uprobe_multi_path", 16, "Q", "ptr"),
+    ("uprobe_multi_offsets", 24, "Q", "ptr"),
+    ("uprobe_multi_ref_ctr_offsets", 32, "Q", "ptr"),
+    ("uprobe_multi_cookies", 40, "Q", "ptr"),
+    ("uprobe_multi_cnt", 48, "I", "int"),
+    ("uprobe_multi_flags", 52, "I", "int"),
+    ("uprobe_multi_pid", 56, "I", "int"),  # BPF_LINK_CREATE_LAST_FIELD
+)
+LAYOUTS[LinkUpdateAttr] = (
+    ("link_fd", 0, "I", "int"),
+    ("new_prog_fd", 4, "I", "int"),
+    ("flags", 8, "I", "int"),
+    ("old_prog_fd", 12, "I", "int"),
+)
+LAYOUTS[LinkDetachAttr] = (("link_fd", 0, "I", "int"),)
+LAYOUTS[ProgAttachAttr] = (
+    ("target_fd", 0, "I", "int"),
+    ("attach_bpf_fd", 4, "I", "int"),
+    ("attach_type", 8, "I", "int"),
+    ("attach_flags", 12, "I", "int"),
+    ("replace_bpf_fd", 16, "I", "int"),
+    ("relative_fd", 20, "I", "int"),
+    ("expected_revision", 24, "Q", "int"),
+)
+LAYOUTS[ProgQueryAttr] = (
+    ("target_fd", 0, "I", "int"),
+    ("attach_type", 4, "I", "int"),
+    ("query_flags", 8, "I", "int"),
+    ("attach_flags", 12, "I", "int"),
+    ("prog_ids", 16, "Q", "ptr"),
+    ("prog_cnt", 24, "I", "int"),
+    ("prog_attach_flags", 32, "Q", "ptr"),
+    ("link_ids", 40, "Q", "ptr"),
+    ("link_attach_flags", 48, "Q", "ptr"),
+    ("revision", 56, "Q", "int"),
+)
+LAYOUTS[RawTracepointOpenAttr] = (
+    ("name", 0, "Q", "ptr"),
+    ("prog_fd", 8, "I", "int"),
+    ("cookie", 16, "Q", "int"),
+)
+
+
+@attrs.frozen(kw_only=True)
+class IterCreateAttr:
+    """BPF_ITER_CREATE: a readable fd for a new session of an iterator link
+    (``flags`` must be 0)."""
+
+    link_fd: int
+    flags: int = 0
+
+    CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.ITER_CREATE,)
+
+
+LAYOUTS[IterCreateAttr] = (
+    ("link_fd", 0, "I", "int"),
+    ("flags", 4, "I", "int"),
 )

@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from .errors import BpfError
+from .errors import ENOTSUPP, BpfError
 
 __all__ = [
     "BTF_MAGIC",
@@ -223,18 +223,25 @@ class Btf:
         data = bytes(data)
         if len(data) < _HDR.size:
             raise BtfError(f"BTF is {len(data)} bytes, shorter than its header")
-        magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = \
+        magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = \
             _HDR.unpack_from(data, 0)
+        # btf_parse_hdr's order and errnos (ENOTSUPP for a version or flags it
+        # doesn't know, E2BIG for header fields past the ones it knows).
+        if hdr_len > len(data):
+            raise BtfError(f"invalid BTF header length {hdr_len}")
+        if hdr_len > _HDR.size and any(data[_HDR.size:hdr_len]):
+            raise BtfError("unsupported BTF header fields (non-zero bytes past the known "
+                           "header)", errno.E2BIG)
+        if hdr_len < _HDR.size:
+            raise BtfError(f"invalid BTF header length {hdr_len}")
         if magic != BTF_MAGIC:
             if magic == 0x9FEB:
                 raise BtfError("big-endian BTF is not supported (the object is big-endian)")
             raise BtfError(f"invalid BTF magic {magic:#06x}")
         if version != 1:
-            raise BtfError(f"unsupported BTF version {version}")
-        if hdr_len < _HDR.size or hdr_len > len(data):
-            raise BtfError(f"invalid BTF header length {hdr_len}")
-        if hdr_len > _HDR.size and any(data[_HDR.size:hdr_len]):
-            raise BtfError("unsupported BTF header fields (non-zero bytes past the known header)")
+            raise BtfError(f"unsupported BTF version {version}", ENOTSUPP)
+        if flags:
+            raise BtfError(f"unsupported BTF flags {flags:#x}", ENOTSUPP)
         body = data[hdr_len:]
         if type_off % 4:
             raise BtfError("BTF type section is not 4-byte aligned")

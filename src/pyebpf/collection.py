@@ -165,7 +165,12 @@ class Collection:
                 numa_node=ms.numa_node if ms.flags & MapFlags.NUMA_NODE else 0,
                 map_name=ms.kernel_name or kernel_object_name(ms.name), map_extra=ms.map_extra)
             try:
-                fd = self._bpf(Cmd.MAP_CREATE, attr)
+                if ms.struct_ops is not None:
+                    from .elf.struct_ops import create_struct_ops_map
+
+                    fd = create_struct_ops_map(self, ms, attr)
+                else:
+                    fd = self._bpf(Cmd.MAP_CREATE, attr)
             except BpfError as e:
                 raise BpfError(e.errno or errno.EINVAL,
                                f"{ms.describe()}: create failed: {e.strerror}") from None
@@ -185,6 +190,14 @@ class Collection:
             m.close()
             raise
         return m
+
+    def attach_struct_ops(self, name: str) -> int | None:
+        """Register the struct_ops map ``name`` with its subsystem (libbpf's
+        bpf_map__attach_struct_ops): its value goes in; a ``.struct_ops.link`` map
+        also gets its struct_ops link, whose fd is returned."""
+        from .elf.struct_ops import attach_struct_ops
+
+        return attach_struct_ops(self, name)
 
     # -- programs -------------------------------------------------------------------------------
     def _load_program(self, ps: ProgramSpec, prog_types: ProgTypes,
@@ -215,7 +228,8 @@ class Collection:
         attr = ProgLoadAttr(prog_type=int(ptype), insns=bytes(insns), license=ps.license,
                             prog_name=kernel_object_name(ps.name), expected_attach_type=eat,
                             kern_version=ps.kern_version, prog_flags=ps.prog_flags,
-                            log_level=log_level, log_size=RETRY_LOG_SIZE if log_level else 0)
+                            log_level=log_level, log_size=RETRY_LOG_SIZE if log_level else 0,
+                            attach_btf_id=_attach_btf_id(self.runtime, ptype, eat, ps.attach_to))
         try:
             fd = self._bpf(Cmd.PROG_LOAD, attr)
         except BpfError as e:
@@ -227,7 +241,15 @@ class Collection:
                     log = e2.log
                 except BpfError:
                     pass
-            raise _load_error(ps, e, log) from None
+            err = _load_error(ps, e, log)
+            err.object_spec = self.spec  # type: ignore[attr-defined]  # for pyebpf.explain
+            raise err from None
+        # Carry the BTF line info into the loaded program (the kernel keeps it in
+        # prog->aux->linfo): traces, coverage and views name source lines with it.
+        from .runtime import ObjKind
+
+        loaded, _ = self.runtime.get_object(fd, ObjKind.PROG)
+        loaded.line_info, loaded.obj_path = list(ps.line_info), self.spec.path  # type: ignore[attr-defined]
         return Program(fd, self.runtime, name=ps.name, spec=ps, log=getattr(fd, "log", ""))
 
     def _fill_slots(self, tail_calls: bool) -> None:
@@ -302,6 +324,28 @@ def _with_log(attr: ProgLoadAttr) -> ProgLoadAttr:
     return attrs.evolve(attr, log_level=1, log_size=RETRY_LOG_SIZE)
 
 
+#: libbpf's find_attach_btf_id: the kernel BTF function an attach-by-BTF section
+#: names, by attach type (the prefix the kernel gives such functions).
+_ATTACH_BTF_PREFIXES = {28: "bpf_iter_"}  # BPF_TRACE_ITER
+
+
+def _attach_btf_id(rt: Runtime, ptype: Any, eat: int, target: str) -> int:
+    """The vmlinux BTF id of ``SEC("iter/<target>")``'s function, or of the struct a
+    struct_ops program implements a member of (0: none applies)."""
+    if ptype == ProgType.STRUCT_OPS and target:
+        from .btf import BtfKind
+
+        st = rt.btf_vmlinux.btf.find(target, BtfKind.STRUCT)
+        return st.id if st is not None else 0
+    prefix = _ATTACH_BTF_PREFIXES.get(eat)
+    if ptype != ProgType.TRACING or prefix is None or not target:
+        return 0
+    from .btf import BtfKind
+
+    t = rt.btf_vmlinux.btf.find(prefix + target, BtfKind.FUNC)
+    return t.id if t is not None else 0
+
+
 def _load_error(ps: ProgramSpec, err: BpfError, log: str) -> BpfError:
     """The error of a failed PROG_LOAD, naming the program and the verifier's reason."""
     lines = [ln for ln in log.splitlines() if ln.strip()]
@@ -319,7 +363,12 @@ def _load_error(ps: ProgramSpec, err: BpfError, log: str) -> BpfError:
         if bad:
             msg += "; CO-RE relocation failed: " + "; ".join(r.message for r in bad)
     if isinstance(err, VerifierError):
-        return VerifierError(err.errno or errno.EINVAL, msg, log)
+        out_v = VerifierError(err.errno or errno.EINVAL, msg, log)
+        for extra in ("load_attr", "runtime"):  # for pyebpf.explain
+            if hasattr(err, extra):
+                setattr(out_v, extra, getattr(err, extra))
+        out_v.program_spec = ps  # type: ignore[attr-defined]
+        return out_v
     out = BpfError(err.errno or errno.EINVAL, msg)
     out.log = log  # type: ignore[attr-defined]
     return out

@@ -60,6 +60,23 @@ class VerifierError(BpfError):
         super().__init__(err, message)
         self.log = log
 
+    def explain(self, **options: object) -> object:
+        """The path to the rejected instruction and, where one exists, inputs that
+        make the feared fault happen: see :func:`pyebpf.explain.explain`."""
+        from .explain import explain
+
+        return explain(self, **options)  # type: ignore[arg-type]
+
+    def _repr_html_(self) -> str:
+        from .views import verifier_error_html
+
+        return verifier_error_html(self)
+
+    def _repr_pretty_(self, p: object, cycle: bool) -> None:
+        from .views import verifier_error_text
+
+        p.text(verifier_error_text(self))  # type: ignore[attr-defined]
+
 
 class BpfFault(Exception):
     """A run-time fault of a program: a bad memory access, an unknown helper.

@@ -15,6 +15,8 @@ import errno
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
+
 from .attr import (
     InfoByFdAttr,
     MapCreateAttr,
@@ -208,6 +210,16 @@ class Map:
         return (f"<Map fd={self.fd} {self.map_type.name} {self.name!r} key={self.key_size} "
                 f"value={self.value_size} max_entries={self.max_entries}>")
 
+    def _repr_html_(self) -> str:
+        from .views import map_html
+
+        return map_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .views import map_text
+
+        p.text(repr(self) if cycle else map_text(self))
+
 
 class Program:
     """A loaded program fd: run it, test-run it, pin it.
@@ -252,19 +264,40 @@ class Program:
 
     def test_run(self, data: bytes | None = None, *, ctx: bytes | None = None,
                  repeat: int = 0, flags: int = 0, cpu: int = 0,
-                 data_size_out: int = 0) -> TestRunResult:
+                 data_size_out: int = 0, trace: bool = False) -> TestRunResult:
         """BPF_PROG_TEST_RUN: ``data`` is the packet (data_in), ``ctx`` the ctx struct
-        (ctx_in). Returns the kernel's result: retval, data_out, ctx_out, duration."""
+        (ctx_in). Returns the kernel's result: retval, data_out, ctx_out, duration,
+        and what bpf_trace_printk printed (``printk``). With ``trace``, the run is
+        recorded (:mod:`pyebpf.trace`) into the result's ``trace`` (the first run
+        when ``repeat`` asks for several)."""
         attr = TestRunAttr(prog_fd=self.fd, data_in=None if data is None else bytes(data),
                            ctx_in=None if ctx is None else bytes(ctx), repeat=repeat,
                            flags=flags, cpu=cpu, data_size_out=data_size_out)
-        return bpf(Cmd.PROG_TEST_RUN, attr, runtime=self.runtime)
+        printed = len(self.runtime.trace_output)
+        if trace:
+            from .trace import traced
 
-    def run(self, ctx: bytes | bytearray | None = None, *, data: bytes | None = None) -> int:
+            with traced(self) as log:
+                result = bpf(Cmd.PROG_TEST_RUN, attr, runtime=self.runtime)
+            result = attrs.evolve(result, trace=log.first)
+        else:
+            result = bpf(Cmd.PROG_TEST_RUN, attr, runtime=self.runtime)
+        return attrs.evolve(result, printk=tuple(self.runtime.trace_output[printed:]))
+
+    def run(self, ctx: bytes | bytearray | None = None, *, data: bytes | None = None,
+            trace: bool = False) -> Any:
         """Run once and return r0. Types the kernel can test-run go through
         PROG_TEST_RUN (``data`` and ``ctx`` as there); others run directly with
         ``ctx`` (zero-filled to the type's ctx size) as their context; a given
-        bytearray receives the ctx as the program left it."""
+        bytearray receives the ctx as the program left it. With ``trace``, the
+        run's :class:`pyebpf.trace.Trace` is returned instead (r0: its ``retval``)."""
+        if trace:
+            from .trace import traced
+
+            with traced(self) as log:
+                self.run(ctx, data=data)
+            assert log.first is not None
+            return log.first
         from .progs import prog_type_ops
 
         ops = prog_type_ops(self.prog_type)
@@ -293,6 +326,31 @@ class Program:
     def pin(self, path: str) -> None:
         bpf(Cmd.OBJ_PIN, ObjPinAttr(pathname=path, bpf_fd=self.fd), runtime=self.runtime)
 
+    def attach(self, target_fd: int, attach_type: int, **fields: Any) -> Any:
+        """BPF_LINK_CREATE of this program: a :class:`pyebpf.links.Link`."""
+        from .links.link import Link
+
+        return Link.create(self.fd, target_fd, attach_type, runtime=self.runtime, **fields)
+
+    def attach_iter(self, map: Any = None) -> Any:
+        """An iterator link for this ``SEC("iter/...")`` program (``map``: the Map or
+        map fd a ``bpf_map_elem`` iterator walks); read it with
+        ``pyebpf.links.iter.IterFile(link.fd, runtime=...)``."""
+        import struct
+
+        from .uapi import AttachType
+
+        if map is None:
+            return self.attach(0, AttachType.TRACE_ITER)
+        info = struct.pack("<I", int(getattr(map, "fd", map)))
+        return self.attach(0, AttachType.TRACE_ITER, iter_info=info, iter_info_len=len(info))
+
+    def attach_xdp(self, dev: Any, *, flags: int = 0) -> Any:
+        """An XDP link on ``dev`` (a pyebpf.links.Netdev or an ifindex)."""
+        from .uapi import AttachType
+
+        return self.attach(getattr(dev, "ifindex", dev), AttachType.XDP, flags=flags)
+
     def close(self) -> None:
         if self.fd >= 0:
             self.runtime.close(self.fd)
@@ -306,3 +364,13 @@ class Program:
 
     def __repr__(self) -> str:
         return f"<Program fd={self.fd} {self.prog_type.name} {self.name!r}>"
+
+    def _repr_html_(self) -> str:
+        from .views import program_html
+
+        return program_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .views import program_text
+
+        p.text(repr(self) if cycle else program_text(self))

@@ -71,6 +71,11 @@ class LoadedFd(int):
         obj.log_true_size = log_true_size
         return obj
 
+    def _repr_html_(self) -> str:
+        from .views import loaded_log_html
+
+        return loaded_log_html(self)
+
 
 class VerifierLog:
     """The kernel's verifier log buffer: levels, rotation-free fixed mode, truncation."""
@@ -87,11 +92,21 @@ class VerifierLog:
             self.end_pos += len(text)
 
     def reset(self, pos: int) -> None:
-        """bpf_vlog_reset: forget everything written after ``pos``."""
-        if pos < self.end_pos:
-            text = self.text[:pos]
-            self.parts = [text]
-            self.end_pos = pos
+        """bpf_vlog_reset: forget everything written after ``pos``.
+
+        Drops whole pieces from the end and trims the last one kept, so the
+        verifier's per-instruction rewinds cost what they remove, not the log's size.
+        """
+        if pos >= self.end_pos:
+            return
+        parts = self.parts
+        end = self.end_pos
+        while parts and end - len(parts[-1]) >= pos:
+            end -= len(parts.pop())
+        if end > pos:
+            last = parts.pop()
+            parts.append(last[:len(last) - (end - pos)])
+        self.end_pos = pos
 
     @property
     def text(self) -> str:
@@ -159,6 +174,15 @@ class TestRunResult:
     data_size_out: int = 0
     ctx_out: bytes | None = None
     ctx_size_out: int = 0
+    #: What bpf_trace_printk printed during this test run (filled by objects.Program).
+    printk: tuple[str, ...] = ()
+    #: The pyebpf.trace.Trace of the run, when ``trace=True`` asked for one.
+    trace: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+#: Callables ``(prog) -> Vm | None`` consulted by :meth:`BpfProg.vm` before its own
+#: interpreter (see pyebpf.trace.traced and pyebpf.coverage.collect).
+VM_HOOKS: list[Callable[[BpfProg], Any]] = []
 
 
 class BpfProg(BpfObject):
@@ -180,6 +204,22 @@ class BpfProg(BpfObject):
         self.used_maps: list[BpfMap] = []
         self.load_time = runtime.clock.ns
         self.verified_insns = 0
+        #: BTF line info (LineInfo records, insn_off in slots) and the path of the
+        #: object it came from: how traces, coverage and views name source lines.
+        self.line_info: list[Any] = []
+        self.obj_path: str | None = None
+        #: The program's BTF and func_info records (pyebpf.btf_load.load_prog_btf),
+        #: and what it attaches to by BTF: attach_btf_id in ``attach_btf`` (vmlinux)
+        #: or in ``dst_prog``'s BTF (extensions), the FUNC_PROTO it implements.
+        self.btf: Any = None
+        self.func_info: list[Any] = []
+        self.attach_btf_id = attr.attach_btf_id
+        self.attach_btf: Any = None
+        self.dst_prog: BpfProg | None = None
+        self.attach_func_proto: Any = None
+        #: Functions of this program extensions replace now: start pc -> the
+        #: extension's instructions (pyebpf.progs.ext; every Vm of it reads this).
+        self.replaced_functions: dict[int, Any] = {}
         self._vm: Any = None
 
     @property
@@ -193,13 +233,22 @@ class BpfProg(BpfObject):
         return hashlib.sha1(raw).digest()[:8]
 
     def vm(self) -> Any:
-        """The interpreter instance for this program (built once, reused per run)."""
+        """The interpreter instance for this program (built once, reused per run).
+
+        A hook in :data:`VM_HOOKS` may supply another (pyebpf.trace's recording
+        interpreter, pyebpf.coverage's counting one); the list is empty unless a
+        trace or coverage collection is active, so the default path pays nothing."""
+        for hook in VM_HOOKS:
+            other = hook(self)
+            if other is not None:
+                return other
         if self._vm is None:
             from .engine import Vm
+            from .kfuncs import default_kfuncs
 
             rt = self.runtime
-            self._vm = Vm(self.insns, helpers=rt.helpers, memory=rt.memory, clock=rt.clock,
-                          runtime=rt, owner=self)
+            self._vm = Vm(self.insns, helpers=rt.helpers, kfuncs=default_kfuncs(),
+                          memory=rt.memory, clock=rt.clock, runtime=rt, owner=self)
         return self._vm
 
     def run(self, ctx_addr: int, *, budget: int | None = None) -> int:
@@ -224,6 +273,9 @@ class BpfProg(BpfObject):
         for m in self.used_maps:
             m.release()
         self.used_maps.clear()
+        if self.dst_prog is not None:
+            self.dst_prog.release()
+            self.dst_prog = None
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -317,12 +369,17 @@ def prog_load(rt: Runtime, attr: ProgLoadAttr) -> LoadedFd:
     prog = BpfProg(rt, attr, decode(raw, strict=False), license_)
     try:
         prog.name = obj_name_cpy(attr.prog_name)
+        from .btf_load import prog_load_btf
+
+        prog_load_btf(rt, prog, attr)  # attach target by BTF; check_btf_info
         VERIFIERS[rt.verifier](rt, prog, log)
     except BpfError as err:
         prog.free()
         _deliver_log(rt, attr, log)
         if isinstance(err, VerifierError):
             err.log = log.text
+            # What pyebpf.explain needs to walk the verifier's path again.
+            err.load_attr, err.runtime = attr, rt  # type: ignore[attr-defined]
         raise
     _, true_size = _deliver_log(rt, attr, log)
     if log.truncated:

@@ -17,7 +17,7 @@ import enum
 import errno
 import random
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -39,6 +39,15 @@ class ObjKind(enum.Enum):
     PROG = "prog"
     LINK = "link"
     BTF = "btf"
+    #: A simulated perf event (pyebpf.maps.perf_event_array.perf_event_open): an fd
+    #: that perf event arrays store, not a BPF object (it has no BPF id).
+    PERF_EVENT = "perf_event"
+    #: Simulated kernel objects BPF attaches to by fd (pyebpf.links): a network
+    #: namespace (/proc/self/ns/net) and a cgroup v2 directory. No BPF ids.
+    NETNS = "netns"
+    CGROUP = "cgroup"
+    #: An open BPF iterator (pyebpf.links.iter, BPF_ITER_CREATE): a readable file.
+    ITER = "iter"
 
 
 class FMode(enum.IntFlag):
@@ -134,6 +143,11 @@ class Runtime:
         #: Packets programs sent to a device themselves (bpf_clone_redirect), in
         #: order: pyebpf.helpers.packet.Transmit records.
         self.transmitted: list[Any] = []
+        #: The call stacks bpf_get_stackid/bpf_get_stack see (innermost first):
+        #: instruction addresses of the kernel and of the user part of the current
+        #: task's stack; settable by tests.
+        self.kernel_stack: list[int] = [0xFFFF_FFFF_8100_0000 + 0x40 * i for i in (7, 5, 3, 1)]
+        self.user_stack: list[int] = [0x5555_5555_0000 + 0x20 * i for i in (3, 2, 1)]
         #: What bpf_trace_printk/bpf_trace_vprintk printed, one string per call.
         self.trace_output: list[str] = []
         self.fd_limit = fd_limit
@@ -159,6 +173,14 @@ class Runtime:
         #: Programs running now (nesting depth); regions freed meanwhile wait.
         self.run_depth = 0
         self._deferred_unmaps: list[Region] = []
+        #: The kernel's own BTF ("vmlinux", BTF object id 1 as on a real kernel):
+        #: the structs pyebpf simulates, named by struct_ops and tracing programs.
+        from .kernel_btf import vmlinux_btf_object
+
+        self.btf_vmlinux = vmlinux_btf_object(self)
+        #: State of the simulated attach points (pyebpf.links), by family: the
+        #: network namespaces, the cgroup hierarchy, tracepoints.
+        self.hooks: dict[str, Any] = {}
 
     # -- ids ---------------------------------------------------------------------
     def register(self, obj: BpfObject) -> None:
@@ -259,6 +281,14 @@ class Runtime:
     def iter_objects(self) -> Iterator[BpfObject]:
         for table in self._objects.values():
             yield from table.values()
+
+    def struct_ops(self, type_name: str, name: str | None = None) -> Any:
+        """A struct_ops table registered with a simulated subsystem, whose members
+        Python calls as the subsystem would: ``rt.struct_ops("tcp_congestion_ops",
+        "bpf_cubic").ssthresh(sk)`` (see pyebpf.struct_ops)."""
+        from .struct_ops import struct_ops_lookup
+
+        return struct_ops_lookup(self, type_name, name)
 
 
 _default: Runtime | None = None

@@ -221,9 +221,9 @@ def map_create(rt: Runtime, attr: MapCreateAttr) -> int:
     try:
         m.name = obj_name_cpy(attr.map_name)
         if attr.btf_key_type_id or attr.btf_value_type_id or attr.btf_vmlinux_value_type_id:
-            # btf_get_by_fd: EBADF for no fd, EINVAL for an fd that is no BTF object.
-            rt.get_object(attr.btf_fd, ObjKind.BTF)
-            raise BpfError(errno.EINVAL, "map BTF type ids are not supported yet")
+            from .btf_load import map_check_btf
+
+            map_check_btf(rt, m, attr)  # key/value types, special fields; holds the BTF
         if attr.excl_prog_hash is not None:
             if attr.excl_prog_hash_size != SHA256_DIGEST_SIZE:
                 raise BpfError(errno.EINVAL, "excl_prog_hash_size must be 32 (SHA-256)")
@@ -523,6 +523,9 @@ def obj_get_info_by_fd(rt: Runtime, attr: InfoByFdAttr) -> Any:
     if f is None:
         raise BpfError(errno.EBADFD, f"fd {attr.bpf_fd} is not open")
     obj: BpfObject = f.obj
+    by_fd = getattr(obj, "get_info_by_fd", None)  # objects that read the caller's struct
+    if by_fd is not None:
+        return by_fd(attr)
     if not isinstance(obj, BpfMap):
         info_fn = getattr(obj, "info", None)
         if info_fn is None:
@@ -562,6 +565,9 @@ def _map_get_info(rt: Runtime, m: BpfMap, attr: InfoByFdAttr) -> MapInfo | int:
                         value_size=m.value_size, max_entries=m.max_entries,
                         map_flags=m.map_flags, name=m.name, map_extra=m.map_extra,
                         btf_vmlinux_value_type_id=getattr(m, "btf_vmlinux_value_type_id", 0))
+    if getattr(m, "btf_obj", None) is not None:  # the kernel sets these only if map->btf
+        info = attrs.evolve(info, btf_id=m.btf_id, btf_key_type_id=m.btf_key_type_id,  # type: ignore[attr-defined]
+                            btf_value_type_id=m.btf_value_type_id)  # type: ignore[attr-defined]
     if given.hash:
         get_hash = getattr(m, "map_get_hash", None)
         if get_hash is None:

@@ -263,13 +263,18 @@ def test_verifier_message_has_the_source_line() -> None:
 def test_ksym_externs() -> None:
     spec = load_spec(obj("ksym.o"))
     assert spec.programs["uses_weak_var"].link_error is None  # weak: reads as 0
-    assert "not supported yet" in (spec.programs["uses_kfunc"].link_error or "")
+    # The kfunc resolves by name to its BTF id (a src_reg 2 call)...
+    uses_kfunc = spec.programs["uses_kfunc"]
+    assert uses_kfunc.link_error is None
+    assert uses_kfunc.insns[:8] == bytes([0x85, 0x20, 0, 0]) + (65481).to_bytes(4, "little")
     rt = Runtime()
     with load_object(spec, runtime=rt, programs=["uses_weak_var"]) as o:
         assert o.programs["uses_weak_var"].test_run(data=bytes(20)).retval == 0
-    with pytest.raises(ElfError, match=r"bpf_rcu_read_lock.*not supported yet") as exc:
-        load_object(spec, runtime=rt)
-    assert exc.value.errno == 95  # EOPNOTSUPP
+    # ... and the verifier sees the RCU section left open, as the kernel would.
+    rt.verifier = "kernel"
+    with pytest.raises(pyebpf.VerifierError, match="bpf_rcu_read_lock-ed region") as exc:
+        load_object(spec, runtime=rt, programs=["uses_kfunc"])
+    assert exc.value.errno == 22
 
 
 def test_iproute2_conventions(rt: Runtime) -> None:

@@ -28,6 +28,7 @@ import attrs
 
 from ..btf import Btf, BtfExt, BtfKind, FuncInfo, LineInfo, VarLinkage
 from ..errors import BpfError
+from ..kfuncs import kfunc_by_name
 from ..uapi import MapFlags, MapType, ProgLoadFlags
 from .core import apply_core_relos
 from .errors import CoreRelocError, ElfError
@@ -97,6 +98,8 @@ class _Extern:
     data_off: int = 0
     is_func: bool = False
     error: str = ""
+    #: A kfunc resolved by name: its BTF id in pyebpf's kernel BTF (pyebpf.kfuncs).
+    kfunc_id: int = 0
 
 
 def load_spec(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
@@ -170,6 +173,7 @@ class _Loader:
         exec_secs: list[Section] = []
         legacy_map_secs: list[Section] = []
         data_secs: list[tuple[Section, str]] = []
+        struct_ops_secs: list[tuple[Section, bool]] = []  # (section, is .struct_ops.link)
         btf_maps: Section | None = None
         btf_sec = ext_sec = None
         for s in elf.sections[1:]:
@@ -205,8 +209,8 @@ class _Loader:
             elif s.type == SHT_NOBITS and s.size and (n == ".bss" or n.startswith(".bss.")):
                 data_secs.append((s, "bss"))
             elif n in (".struct_ops", ".struct_ops.link") and s.size:
-                self.warnings.append(f"section '{n}': struct_ops maps are not supported yet")
-        self._init_btf(btf_sec, ext_sec, needed=btf_maps is not None)
+                struct_ops_secs.append((s, n == ".struct_ops.link"))
+        self._init_btf(btf_sec, ext_sec, needed=btf_maps is not None or bool(struct_ops_secs))
         # Maps: BTF-defined, legacy, then global data (libbpf's order).
         if btf_maps is not None:
             for m in parse_btf_maps(elf, spec.btf, btf_maps):
@@ -233,6 +237,11 @@ class _Loader:
         self._build_programs(exec_secs)
         if btf_maps is not None:
             self._collect_map_relos(btf_maps)
+        if struct_ops_secs:
+            from .struct_ops import collect_struct_ops
+
+            for m in collect_struct_ops(self.elf, spec, struct_ops_secs):
+                self._add_map(m)
         self._tail_call_conventions()
 
     def _init_btf(self, btf_sec: Section | None, ext_sec: Section | None, *,
@@ -338,10 +347,15 @@ class _Loader:
                 kcfg.append(ext)
             elif sec.name == ".ksyms":
                 ext.kind = "ksym"
-                if not ext.weak:
-                    what = "kfunc" if ext.is_func else "kernel symbol"
-                    ext.error = (f"__ksym extern '{sym.name}' ({what}): resolving kernel "
-                                 "symbols and kfuncs is not supported yet")
+                kf = kfunc_by_name(sym.name) if ext.is_func else None
+                if kf is not None:  # bpf_object__resolve_ksym_func_btf_id
+                    ext.kfunc_id = kf.btf_id
+                elif ext.is_func and not ext.weak:
+                    ext.error = (f"extern (func ksym) '{sym.name}': not found in kernel or "
+                                 "module BTFs (pyebpf's kfunc table, pyebpf.kfuncs)")
+                elif not ext.is_func and not ext.weak:
+                    ext.error = (f"__ksym extern '{sym.name}' (kernel symbol): resolving "
+                                 "kernel variables is not supported yet")
             else:
                 ext.error = f"unrecognized extern section '{sec.name}' for '{sym.name}'"
         if kcfg:
@@ -628,6 +642,10 @@ class _Loader:
             struct.pack_into("<i", out, i * 8 + 4, 0)
             struct.pack_into("<i", out, i * 8 + 12, 0)
             refs.append(MapRef(i, ".kconfig", "value", ext.data_off))
+        elif ext.kind == "ksym" and ext.kfunc_id and code == 0x85:
+            # A kfunc call: src_reg BPF_PSEUDO_KFUNC_CALL, imm the BTF id, off the
+            # fd_array slot of its module BTF (0: vmlinux).
+            struct.pack_into("<BBhi", out, i * 8, 0x85, (2 << 4), 0, ext.kfunc_id)
         elif ext.kind == "ksym" and ext.weak:
             if code == 0x18:  # an unresolved weak ksym reads as 0
                 out[i * 8 + 1] = regs & 0x0F

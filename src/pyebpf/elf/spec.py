@@ -64,6 +64,9 @@ class MapSpec:
     elf_id: int = 0
     btf_key_type_id: int = 0
     btf_value_type_id: int = 0
+    #: A struct_ops map: the kernel struct, the object's bytes, the programs of its
+    #: members (pyebpf.elf.struct_ops.StructOpsSpec), else None.
+    struct_ops: Any = None
 
     @property
     def map_type(self) -> MapType | int:

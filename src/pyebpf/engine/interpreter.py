@@ -374,6 +374,12 @@ class Vm:
         #: Instructions run inside callbacks during the current run.
         self._callback_insns = 0
         self._run_budget = budget
+        #: Functions replaced by program extensions (freplace): the pc where a
+        #: function starts -> the instructions that run instead. A loaded
+        #: program's Vms share the program's table (``owner.replaced_functions``),
+        #: so an attach or detach reaches every interpreter running it.
+        shared = getattr(owner, "replaced_functions", None)
+        self.replaced: dict[int, Sequence[Insn]] = shared if isinstance(shared, dict) else {}
         self.code = self._code_for(self.insns)
 
     # -- running ---------------------------------------------------------------
@@ -387,12 +393,19 @@ class Vm:
         r4: int = 0,
         r5: int = 0,
         budget: int | None = None,
-    ) -> int:
+        trace: bool = False,
+    ) -> Any:
         """Run from the first instruction and return r0 (u64).
 
         With ``mem``, a copy of it is mapped and, by the bpf_conformance
-        convention, r1 defaults to its address and r2 to its length.
+        convention, r1 defaults to its address and r2 to its length. With
+        ``trace``, the run is made by a recording twin of this Vm and the
+        :class:`pyebpf.trace.Trace` is returned instead (r0 is its ``retval``).
         """
+        if trace:
+            from ..trace import trace_run
+
+            return trace_run(self, mem, r1=r1, r2=r2, r3=r3, r4=r4, r5=r5, budget=budget)
         regs = self.regs
         regs[:] = [0] * 11
         if self.mem_region is not None:
@@ -416,7 +429,8 @@ class Vm:
         self._callback_insns = 0
         self._run_budget = self.budget if budget is None else budget
         try:
-            self._loop(self.code, 0, self._run_budget)
+            code = self._code_for(self.replaced[0]) if 0 in self.replaced else self.code
+            self._loop(code, 0, self._run_budget)
         finally:
             self.insns_executed += self._callback_insns
         return regs[0]
@@ -523,6 +537,17 @@ class Vm:
         r0 = regs[0]
         regs[:] = saved
         return r0
+
+    def replace_function(self, pc: int, insns: Sequence[Insn] | None) -> None:
+        """Run ``insns`` whenever the function starting at ``pc`` is called (or, for
+        pc 0, whenever the program runs), as the kernel's freplace trampoline
+        patches the function's entry; None puts the original back. The
+        replacement runs in the callee's frame and returns to the caller."""
+        if insns is None:
+            self.replaced.pop(pc, None)
+        else:
+            self._code_for(insns)  # validated and built now, not at the first call
+            self.replaced[pc] = insns
 
     def _function_address(self, code: list[Handler], pc: int) -> int:
         """The address standing for the BPF function at ``pc`` of ``code``."""
@@ -770,7 +795,8 @@ def _build_call(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int,
                 insns: Sequence[Insn], code: list[Handler]) -> Handler:
     regs, nxt = vm.regs, pc + 1
     if insn.src == CallSrc.PSEUDO_CALL:
-        return _build_pseudo_call(vm, vm._target(pc, insn.imm, n), nxt, code)
+        return _build_pseudo_call(vm, vm._target(pc, insn.imm, n), nxt, code,
+                                  main=insns is vm.insns)
     table, what = (vm.kfuncs, "kfunc") if insn.src == CallSrc.KFUNC else (vm.helpers, "helper")
     fn = table.get(insn.imm)
     if fn is None:
@@ -799,9 +825,12 @@ def _build_callx(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> 
     return callx
 
 
-def _build_pseudo_call(vm: Vm, target: int, nxt: int, code: list[Handler]) -> Handler:
-    """BPF-to-BPF call: save the caller's r6-r9 and frame, give the callee a fresh frame."""
+def _build_pseudo_call(vm: Vm, target: int, nxt: int, code: list[Handler], *,
+                       main: bool = False) -> Handler:
+    """BPF-to-BPF call: save the caller's r6-r9 and frame, give the callee a fresh frame.
+    In the Vm's own program (``main``) a callee an extension replaced runs that instead."""
     regs, frames, tops = vm.regs, vm.frames, [s.end for s in vm.stacks]
+    replaced = vm.replaced if main else None
 
     def call_local() -> int:
         depth = len(frames) + 1
@@ -814,6 +843,8 @@ def _build_pseudo_call(vm: Vm, target: int, nxt: int, code: list[Handler]) -> Ha
         # Each function has its own may_goto counter, set in its prologue (the
         # kernel keeps it in the function's stack frame: do_misc_fixups).
         vm.may_goto_budget = BPF_MAX_LOOPS
+        if replaced and target in replaced:  # an extension replaced the callee
+            raise _Switch(vm._code_for(replaced[target]), 0)
         return target
 
     return call_local

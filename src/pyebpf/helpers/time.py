@@ -37,7 +37,17 @@ def ktime_get_boot_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
     return vm.clock.boottime_ns()
 
 
-@register_helper(160, "ktime_get_coarse_ns", _INT, prog_types=TRACING_TYPES)
+def _coarse_clock_types() -> frozenset[int]:
+    """bpf_base_func_proto offers bpf_ktime_get_coarse_ns, but bpf_tracing_func_proto
+    (kprobe, tracepoint, perf_event, raw tracepoints, fentry/fexit, LSM) withholds
+    it: the coarse clock's seqlock isn't safe from NMI context."""
+    from ..uapi import ProgType
+
+    withheld = TRACING_TYPES - {int(ProgType.SYSCALL)}
+    return frozenset(int(t) for t in ProgType if int(t) not in withheld)
+
+
+@register_helper(160, "ktime_get_coarse_ns", _INT, prog_types=_coarse_clock_types())
 def ktime_get_coarse_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return vm.clock.monotonic_ns()
 

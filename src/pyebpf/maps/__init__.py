@@ -37,7 +37,10 @@ def register_map(*types: MapType) -> Callable[[_C], _C]:
 
 #: The modules implementing map families (each registers its types on import).
 _FAMILIES = ("array", "hash", "lru", "lpm_trie", "queue_stack", "bloom_filter", "of_maps",
-             "ringbuf", "prog_array")
+             "ringbuf", "prog_array", "perf_event_array", "stack_trace", "cgroup_array",
+             "struct_ops", "devmap", "cpumap", "xskmap", "sockmap",
+             "cgroup_storage", "user_ringbuf", "local_storage",
+             "reuseport_array")
 
 
 def map_class(map_type: int) -> type[BpfMap] | None:

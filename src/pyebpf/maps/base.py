@@ -109,6 +109,10 @@ class BpfMap(BpfObject):
         self.charged += nbytes
 
     def free(self) -> None:
+        btf = getattr(self, "btf_obj", None)  # the BTF MAP_CREATE took (btf_load)
+        if btf is not None:
+            self.btf_obj = None
+            btf.release()
         self.runtime.uncharge(self.charged)
         self.charged = 0
         self.runtime.maps_by_addr.pop(self.addr, None)

@@ -72,11 +72,14 @@ def ctx_init(rt: Runtime, attr: TestRunAttr, max_size: int) -> bytearray | None:
 
 def run_repeat(rt: Runtime, prog: BpfProg, ctx_addr: int, repeat: int) -> tuple[int, int]:
     """bpf_test_run: run ``repeat`` times (0 means once); (r0 as u32, mean ns per run)."""
+    from ..maps.cgroup_storage import test_run_storages
+
     repeat = max(repeat, 1)
     start = rt.clock.ns
     r0 = 0
-    for _ in range(repeat):
-        r0 = prog.run(ctx_addr)
+    with test_run_storages(prog):  # the cgroup storages the run gets (bpf_test_run)
+        for _ in range(repeat):
+            r0 = prog.run(ctx_addr)
     duration = (rt.clock.ns - start) // repeat
     return r0 & 0xFFFF_FFFF, duration
 

@@ -30,10 +30,11 @@ from .testrun import (
 
 if TYPE_CHECKING:
     from ..attr import TestRunAttr
+    from ..memory import Region
     from ..prog import BpfProg, TestRunResult
     from ..runtime import Runtime
 
-__all__ = ["XDP_MD", "XdpBuff"]
+__all__ = ["XDP_MD", "XdpBuff", "run_on_xdp", "xdp_frame"]
 
 XDP_PACKET_HEADROOM = 256
 #: SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86-64.
@@ -61,6 +62,34 @@ class XdpBuff:
     ingress_ifindex: int = 0
     rx_queue_index: int = 0
     egress_ifindex: int = 0
+
+
+def xdp_frame(rt: Runtime, packet: bytes, *, headroom: int = XDP_PACKET_HEADROOM,
+              meta_len: int = 0) -> tuple[XdpBuff, Region, bytearray]:
+    """The frame a packet arrives in: a whole page (frame_sz = headroom + data +
+    tailroom, so bpf_xdp_adjust_tail may grow the packet up to the shared-info
+    tailroom), mapped; ``meta_len`` bytes of metadata sit before ``data``.
+    The caller unmaps the region (``rt.unmap_later``)."""
+    size = len(packet)
+    max_data = PAGE_SIZE - headroom - XDP_TAILROOM
+    buf = bytearray(headroom + max_data + XDP_TAILROOM)
+    buf[headroom:headroom + size] = packet
+    region = rt.memory.map(buf, kind="packet", name="xdp")
+    base = region.base
+    xdp = XdpBuff(data_hard_start=base, data=base + headroom + meta_len,
+                  data_end=base + headroom + size, data_meta=base + headroom,
+                  frame_end=base + len(buf) - XDP_TAILROOM)
+    return xdp, region, buf
+
+
+def run_on_xdp(rt: Runtime, prog: BpfProg, xdp: XdpBuff, repeat: int = 1) -> tuple[int, int]:
+    """Run ``prog`` with ``xdp`` as its xdp_md: (r0 as u32, mean ns per run). The
+    test run and the simulated netdev hook (pyebpf.links.netdev) both run here."""
+    ctx_region = map_ctx(rt.memory, XDP_MD, xdp)
+    try:
+        return run_repeat(rt, prog, ctx_region.base, repeat)
+    finally:
+        rt.memory.unmap(ctx_region)
 
 
 def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
@@ -91,32 +120,34 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
         if md["rx_queue_index"] and not md["ingress_ifindex"]:
             raise BpfError(errno.EINVAL, "rx_queue_index needs ingress_ifindex")
         if md["ingress_ifindex"]:
-            raise BpfError(errno.ENODEV, f"no device with ifindex {md['ingress_ifindex']}")
+            # xdp_convert_md_to_buff: a device of the caller's namespace, and one of
+            # its rx queues (simulated devices have one)
+            from .skb import _netdev
+
+            if _netdev(rt, md["ingress_ifindex"]) is None:
+                raise BpfError(errno.ENODEV, f"no device with ifindex {md['ingress_ifindex']}")
+            if md["rx_queue_index"] >= 1:
+                raise BpfError(errno.EINVAL, f"the device has no rx queue "
+                               f"{md['rx_queue_index']}")
         meta_len = md["data"]
         headroom -= meta_len
     max_data = PAGE_SIZE - headroom - XDP_TAILROOM
     if size < ETH_HLEN or size > PAGE_SIZE - headroom - XDP_TAILROOM:
         raise BpfError(errno.EINVAL, f"packet of {size} bytes: XDP test runs take "
                        f"{ETH_HLEN}..{max_data}")
-    # The frame is a whole page (frame_sz = headroom + max_data + tailroom), so
-    # bpf_xdp_adjust_tail may grow the packet up to the shared-info tailroom.
-    buf = bytearray(headroom + max_data + XDP_TAILROOM)
-    buf[headroom:headroom + size] = packet
-    region = rt.memory.map(buf, kind="packet", name="xdp")
+    xdp, region, buf = xdp_frame(rt, packet, headroom=headroom, meta_len=meta_len)
+    if ctx is not None:
+        xdp.ingress_ifindex = int.from_bytes(ctx[12:16], "little")
+        xdp.rx_queue_index = int.from_bytes(ctx[16:20], "little")
     base = region.base
-    xdp = XdpBuff(data_hard_start=base, data=base + headroom + meta_len,
-                  data_end=base + headroom + size, data_meta=base + headroom,
-                  frame_end=base + len(buf) - XDP_TAILROOM)
-    ctx_region = map_ctx(rt.memory, XDP_MD, xdp)
     try:
-        retval, duration = run_repeat(rt, prog, ctx_region.base, attr.repeat)
+        retval, duration = run_on_xdp(rt, prog, xdp, attr.repeat)
     finally:
-        rt.memory.unmap(ctx_region)
         rt.unmap_later(region)
     out = bytes(buf[xdp.data_meta - base:xdp.data_end - base])
     ctx_out = None
     if ctx is not None:
-        md_out = bytearray(XDP_MD.size)
+        md_out = bytearray(ctx)  # xdp_convert_buff_to_md: only data/data_end change
         md_out[0:4] = (xdp.data - xdp.data_meta).to_bytes(4, "little")
         md_out[4:8] = (xdp.data_end - xdp.data_meta).to_bytes(4, "little")
         ctx_out = bytes(md_out)

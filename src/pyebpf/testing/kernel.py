@@ -270,7 +270,8 @@ def _encode(attr: Any, ptrs: dict[str, int], mem: _UserMemory) -> bytearray:
             value = ptrs[name] if name in ptrs else _input(mem, value)
         elif kind == "name":
             value = value.encode() if isinstance(value, str) else bytes(value)
-        struct.pack_into("<" + fmt, out, off, value)
+        if value:  # zero needs no packing: union members sharing bytes don't clobber
+            struct.pack_into("<" + fmt, out, off, value)
     return out
 
 

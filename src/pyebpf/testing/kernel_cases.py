@@ -302,8 +302,21 @@ def _load_attr(case: Mapping[str, Any], insns: bytes, *, log: bool,
         log_size=LOG_SIZE if log else 0,
         prog_flags=case.get("prog_flags") or 0,
         expected_attach_type=case.get("expected_attach_type_id") or 0,
+        attach_btf_id=_attach_btf_id(case.get("attach_btf_name")),
         **extra,
     )
+
+
+def _attach_btf_id(name: str | None) -> int:
+    """The kernel BTF function a TRACING/LSM case attaches to (``attach_btf_name``),
+    in pyebpf's kernel BTF; 0 when it has no such function."""
+    if not name:
+        return 0
+    from ..btf import BtfKind
+    from ..kernel_btf import kernel_btf
+
+    t = kernel_btf().find(name, BtfKind.FUNC)
+    return t.id if t is not None else 0
 
 
 def _test_run(rt: Runtime, fd: int, data_hex: str) -> tuple[int | None, str | None]:

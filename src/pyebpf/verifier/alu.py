@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..isa.insn import Insn
 from . import scalar as S
 from ._ints import S64_MAX, S64_MIN, U64_MAX
-from .state import BPF_MAX_VAR_OFF, DST_OP, DST_OP_NO_MARK, SRC_OP, RegState
+from .state import BPF_MAX_VAR_OFF, DST_OP, DST_OP_NO_MARK, MAX_BPF_STACK, SRC_OP, RegState
 from .tnum import tnum_add, tnum_is_const, tnum_sub
 from .types import PTR_MAYBE_NULL, RegType, base_type, reg_type_str
 
@@ -189,9 +189,25 @@ def adjust_reg_min_max_vals(v: Verifier, insn: Insn, is64: bool, src_x: bool) ->
             adjust_ptr_min_max_vals(v, insn, ptr, off, is64)
             return
         src_scalar = off.scalar
+    if op in (BPF_ADD, BPF_SUB) and not _can_skip_alu_sanitation(v, insn):
+        # sanitize_val_alu: this insn must not also do masked pointer arithmetic.
+        reason = _update_alu_sanitation_state(v, BPF_ALU_NON_POINTER, 0)
+        if reason:
+            _sanitize_err(v, insn, reason, None, dst)
     dst.scalar = S.adjust_scalar_min_max_vals(dst.scalar, src_scalar, op, not is64)
-    dst.id = 0
-    dst.off = 0
+    # `r1 = r2; r1 += K`: r1 stays linked to r2 at a known delta (BPF_ADD_CONST),
+    # so a later bound learned for r2 also bounds r1 (sync_linked_regs).
+    if v.bpf_capable and op == BPF_ADD and is64 and dst.id and tnum_is_const(src_scalar.var_off):
+        val = src_scalar.var_off.value
+        if dst.id & S.BPF_ADD_CONST or val > 0x7FFF_FFFF:
+            dst.off = 0  # a second delta can't be accumulated
+            dst.id = 0
+        else:
+            dst.id |= S.BPF_ADD_CONST
+            dst.off = val
+    else:
+        dst.id = 0
+        dst.off = 0
 
 
 def check_reg_sane_offset(v: Verifier, reg: RegState, t: int) -> bool:
@@ -258,6 +274,11 @@ def adjust_ptr_min_max_vals(v: Verifier, insn: Insn, ptr: RegState, off: RegStat
     t = ptr.type
     _insane(v, off, t)
     _insane(v, ptr, t)
+    info = _SanitizeInfo()
+    if op in (BPF_ADD, BPF_SUB):
+        reason = _sanitize_ptr_alu(v, insn, ptr, off, ptr is dst, info, commit=False)
+        if reason:
+            _sanitize_err(v, insn, reason, off, dst)
     new = ptr.copy()
     new.type = t
     if op == BPF_ADD:
@@ -303,9 +324,14 @@ def adjust_ptr_min_max_vals(v: Verifier, insn: Insn, ptr: RegState, off: RegStat
                "prohibited")
     _insane(v, new, t)
     new.scalar = S.reg_bounds_sync(new.scalar)
+    off_was_dst = off is dst
     dst.assign(new)
     if not v.bypass_spec_v1:
         _sanitize_check_bounds(v, dno, dst)
+    if op in (BPF_ADD, BPF_SUB):
+        reason = _sanitize_ptr_alu(v, insn, dst, off, True, info, commit=True)
+        if reason:
+            _sanitize_err(v, insn, reason, dst if off_was_dst else off, dst)
 
 
 def _ptr32_unbounded(s: S.Scalar) -> S.Scalar:
@@ -325,8 +351,121 @@ def _sanitize_check_bounds(v: Verifier, dno: int, dst: RegState) -> None:
     if dst.type == RegType.PTR_TO_STACK:
         check_stack_access_for_ptr_arithmetic(v, dno, dst, dst.off + dst.scalar.var_off.value)
     elif dst.type == RegType.PTR_TO_MAP_VALUE:
+        from .log import VerifierAbort
+
         try:
-            check_map_access(v, dno, dst.off, 1, False, quiet=True)
-        except Exception:
+            # The kernel logs why (check_map_access's own lines), then refuses.
+            check_map_access(v, dno, dst.off, 1, False, helper=True)
+        except VerifierAbort:
             v.fail(errno.EACCES, f"R{dno} pointer arithmetic of map value goes out of range, "
                    "prohibited for !root")
+
+
+# -- Spectre v1: masking of pointer arithmetic (sanitize_ptr_alu & co) ------------------------
+#: insn_aux_data.alu_state bits.
+BPF_ALU_SANITIZE_SRC = 1 << 0
+BPF_ALU_SANITIZE_DST = 1 << 1
+BPF_ALU_NEG_VALUE = 1 << 2
+BPF_ALU_NON_POINTER = 1 << 3
+BPF_ALU_IMMEDIATE = 1 << 4
+#: Why sanitation refused an operation (the kernel's REASON_*).
+REASON_BOUNDS, REASON_TYPE, REASON_PATHS, REASON_LIMIT = 1, 2, 3, 4
+_U32 = 0xFFFF_FFFF
+
+
+class _SanitizeInfo:
+    """struct bpf_sanitize_info: the first phase's state and masking direction."""
+
+    __slots__ = ("alu_limit", "alu_state", "mask_to_left")
+
+    def __init__(self) -> None:
+        self.alu_state = 0
+        self.alu_limit = 0
+        self.mask_to_left = False
+
+
+def _can_skip_alu_sanitation(v: Verifier, insn: Insn) -> bool:
+    """Privileged programs, and immediates (rewritten, never masked), need no masking."""
+    return v.bypass_spec_v1 or not insn.code & 0x08
+
+
+def _retrieve_ptr_limit(ptr: RegState, mask_to_left: bool) -> tuple[int, int]:
+    """retrieve_ptr_limit: (reason, limit) of the masking window from the pointer's
+    position to the end of its object (or its start, masking to the left)."""
+    if ptr.type == RegType.PTR_TO_STACK:
+        # Offset 0 is out of bounds but a fine start leftwards (see the frame pointer).
+        limit_max = MAX_BPF_STACK + mask_to_left
+        limit = -(ptr.scalar.var_off.value + ptr.off) & _U32
+    elif ptr.type == RegType.PTR_TO_MAP_VALUE:
+        limit_max = ptr.map.value_size
+        s = ptr.scalar
+        limit = ((s.smin if mask_to_left else s.umax) + ptr.off) & _U32
+    else:
+        return REASON_TYPE, 0
+    if limit >= limit_max:
+        return REASON_LIMIT, 0
+    return 0, limit
+
+
+def _update_alu_sanitation_state(v: Verifier, alu_state: int, alu_limit: int) -> int:
+    """One insn masks one way: reached again needing another mask, it is refused."""
+    idx = v.insn_idx
+    prev = v.alu_sanitation.get(idx)
+    if prev is not None and prev[0] and prev != (alu_state, alu_limit):
+        return REASON_PATHS
+    v.alu_sanitation[idx] = (alu_state, alu_limit)
+    return 0
+
+
+def _sanitize_ptr_alu(v: Verifier, insn: Insn, ptr: RegState, off: RegState, ptr_is_dst: bool,
+                      info: _SanitizeInfo, commit: bool) -> int:
+    """sanitize_ptr_alu: record how the JIT must mask ``ptr +/- off`` under speculation.
+
+    Called before the operation (``commit`` False: the window from the old
+    pointer) and after it (``commit`` True: the window narrowed by where the
+    pointer moved, stored per instruction). Paths needing different masks
+    for one instruction are refused. The speculative path the kernel pushes
+    to simulate a truncated offset is not explored: in 6.18 errors on
+    speculative paths only stop that path (nospec), they never refuse.
+    """
+    if _can_skip_alu_sanitation(v, insn):
+        return 0
+    o = off.scalar
+    off_is_imm = tnum_is_const(o.var_off)
+    off_is_neg = o.smin < 0
+    op = insn.code & 0xF0
+    if not commit:
+        if not off_is_imm and (o.smin < 0) != (o.smax < 0):
+            return REASON_BOUNDS
+        info.mask_to_left = (op == BPF_ADD and off_is_neg) or (op == BPF_SUB and not off_is_neg)
+    reason, limit = _retrieve_ptr_limit(ptr, info.mask_to_left)
+    if reason:
+        return reason
+    if commit:
+        diff = (info.alu_limit - limit) & _U32
+        return _update_alu_sanitation_state(v, info.alu_state,
+                                            (1 << 32) - diff if diff >> 31 else diff)
+    info.alu_state = ((BPF_ALU_NEG_VALUE if off_is_neg else 0)
+                      | (BPF_ALU_IMMEDIATE if off_is_imm else 0)
+                      | (BPF_ALU_SANITIZE_SRC if ptr_is_dst else BPF_ALU_SANITIZE_DST))
+    info.alu_limit = limit
+    if not off_is_imm:
+        v.explore_alu_limits = True
+    return 0
+
+
+def _sanitize_err(v: Verifier, insn: Insn, reason: int, off: RegState | None,
+                  dst: RegState) -> None:
+    """sanitize_err: the kernel's words for each reason."""
+    err = "pointer arithmetic with it prohibited for !root"
+    op = "add" if insn.code & 0xF0 == BPF_ADD else "sub"
+    d, s = insn.dst, insn.src
+    if reason == REASON_BOUNDS:
+        msg = f"R{d if off is dst else s} has unknown scalar with mixed signed bounds, {err}"
+    elif reason == REASON_TYPE:
+        msg = f"R{s if off is dst else d} has pointer with unsupported alu operation, {err}"
+    elif reason == REASON_PATHS:
+        msg = f"R{d} tried to {op} from different maps, paths or scalars, {err}"
+    else:
+        msg = f"R{d} tried to {op} beyond pointer bounds, {err}"
+    v.fail(errno.EACCES, msg)

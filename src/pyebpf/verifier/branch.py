@@ -13,7 +13,9 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..isa.insn import Insn
+from ..uapi import MapType
 from . import scalar as S
+from .cfg import map_btf_field
 from .state import AT_PKT_END, BEYOND_PKT_END, MAX_PACKET_OFF, SRC_OP, RegState, VerifierState
 from .types import PTR_MAYBE_NULL, RegType, base_type
 
@@ -168,24 +170,46 @@ def _reg_set_min_max(true1: RegState, true2: RegState, false1: RegState, false2:
 
 
 def _sync_linked_regs(st: VerifierState, known: RegState) -> None:
-    """Give every scalar with the same id the bounds just learned for ``known``."""
+    """sync_linked_regs: give every scalar linked to ``known`` (same id, maybe at a
+    constant delta: BPF_ADD_CONST) the bounds just learned for ``known``."""
+    add_const = S.BPF_ADD_CONST
+    base = known.id & ~add_const
     for frame in st.frames:
         regs = list(frame.regs) + [s.spilled for s in frame.stack
                                    if s.is_spill and s.spilled is not None]
         for r in regs:
-            if r is not known and r.type == RegType.SCALAR_VALUE and r.id == known.id:
-                saved_id = r.id
+            if r is known or r.type != RegType.SCALAR_VALUE or (r.id & ~add_const) != base:
+                continue
+            if (not r.id & add_const and not known.id & add_const) or r.off == known.off:
                 r.scalar = known.scalar
-                r.id = saved_id
+                r.id = known.id
+                r.off = known.off
+            else:
+                # r = known + (r.off - known.off); r keeps its own id and delta.
+                delta = _s32(r.off) - _s32(known.off)
+                r.scalar = S.linked_reg_add(known.scalar, delta)
+
+
+def _s32(x: int) -> int:
+    x &= 0xFFFF_FFFF
+    return x - (1 << 32) if x >> 31 else x
+
+
+#: mark_ptr_or_null_reg: what a non-NULL lookup result of these maps points to.
+_MAP_LOOKUP_RESULT = {MapType.XSKMAP: RegType.PTR_TO_XDP_SOCK,
+                      MapType.SOCKMAP: RegType.PTR_TO_SOCKET,
+                      MapType.SOCKHASH: RegType.PTR_TO_SOCKET}
 
 
 def _mark_ptr_not_null_reg(r: RegState) -> None:
     t = r.type & ~PTR_MAYBE_NULL
-    if base_type(r.type) == RegType.PTR_TO_MAP_VALUE and r.map is not None \
-            and getattr(r.map, "inner_meta", None) is not None:
-        # A map of maps' lookup gives the inner map (its template's shape).
-        t = RegType.CONST_PTR_TO_MAP
-        r.map = r.map.inner_meta
+    if base_type(r.type) == RegType.PTR_TO_MAP_VALUE and r.map is not None:
+        if getattr(r.map, "inner_meta", None) is not None:
+            # A map of maps' lookup gives the inner map (its template's shape).
+            t = RegType.CONST_PTR_TO_MAP
+            r.map = r.map.inner_meta
+        elif r.type == RegType.PTR_TO_MAP_VALUE | PTR_MAYBE_NULL:
+            t = _MAP_LOOKUP_RESULT.get(r.map.map_type, t)
     r.type = t
 
 
@@ -206,12 +230,18 @@ def _mark_ptr_or_null_regs(v: Verifier, st: VerifierState, regno: int, is_null: 
                 r.mark_known(0)
                 continue
             _mark_ptr_not_null_reg(r)
-            if not getattr(r.map, "spin_lock_off", None) is not None:
-                r.id = 0
+            if map_btf_field(r.map, "bpf_spin_lock") is None:
+                r.id = 0  # reg_may_point_to_spin_lock keeps it: unlock must match lock
 
 
 def _try_match_pkt_pointers(insn: Insn, dst: RegState, src: RegState, this: VerifierState,
                             other: VerifierState) -> bool:
+    """try_match_pkt_pointers: ``pkt' <op> pkt_end`` or ``pkt_meta' <op> pkt``.
+
+    The packet start bounds the metadata the way the end bounds the packet,
+    as long as it is the start itself (reg_is_init_pkt_pointer: no variable
+    part, no id; a range proven earlier doesn't matter).
+    """
     if not insn.code & 0x08 or insn.code & 0x07 == 0x06:
         return False
     op = insn.code & 0xF0
@@ -222,7 +252,7 @@ def _try_match_pkt_pointers(insn: Insn, dst: RegState, src: RegState, this: Veri
         op = S.flip_opcode(op)
     if not ((dst.type == RegType.PTR_TO_PACKET and src.type == RegType.PTR_TO_PACKET_END) or (
             dst.type == RegType.PTR_TO_PACKET_META and src.type == RegType.PTR_TO_PACKET
-            and src.off == 0 and src.range == 0 and S.tnum_is_const(src.scalar.var_off)
+            and src.off == 0 and src.id == 0 and S.tnum_is_const(src.scalar.var_off)
             and src.scalar.var_off.value == 0)):
         return False
     if op == JGT:

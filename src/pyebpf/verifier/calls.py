@@ -19,7 +19,7 @@ from ..isa.insn import Insn
 from ..uapi import AttachType, FuncId, MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MAX, S64_MIN
-from .cfg import subprog_of
+from .cfg import map_btf_field, subprog_of
 from .mem import (
     check_map_access,
     check_map_access_type,
@@ -29,6 +29,7 @@ from .mem import (
     check_ptr_off_reg,
     check_stack_access_within_bounds,
     may_access_direct_pkt_data,
+    stack_slots_mask,
 )
 from .state import (
     BPF_MAX_VAR_SIZ,
@@ -173,6 +174,10 @@ FUNC_MAPS: dict[int, set[int]] = {
 #: Helpers that take a reference the program must release (is_acquire_function).
 ACQUIRE = {F.sk_lookup_tcp, F.sk_lookup_udp, F.skc_lookup_tcp, F.ringbuf_reserve,
            F.kptr_xchg}
+#: is_ptr_cast_function: the result is the argument seen as another type (same reference).
+PTR_CAST = {F.tcp_sock, F.sk_fullsock, F.skc_to_tcp_sock, F.skc_to_tcp6_sock,
+            F.skc_to_udp6_sock, F.skc_to_mptcp_sock, F.skc_to_tcp_timewait_sock,
+            F.skc_to_tcp_request_sock}
 #: Helpers that may move the packet (bpf_helper_changes_pkt_data).
 CHANGES_PKT_DATA = {
     F.skb_store_bytes, F.skb_change_head, F.skb_change_tail, F.skb_pull_data,
@@ -182,6 +187,88 @@ CHANGES_PKT_DATA = {
     F.lwt_push_encap, F.lwt_seg6_store_bytes, F.lwt_seg6_adjust_srh,
     F.lwt_seg6_action, F.clone_redirect, F.store_hdr_opt,
 }
+
+
+#: Helpers whose map the kernel remembers per call site (record_func_map).
+RECORD_MAP = {F.tail_call, F.map_lookup_elem, F.map_update_elem, F.map_delete_elem,
+              F.map_push_elem, F.map_pop_elem, F.map_peek_elem, F.for_each_map_elem,
+              F.redirect_map, F.map_lookup_percpu_elem}
+#: Of those, the ones that change the map (refused on BPF_F_RDONLY_PROG maps).
+MAP_WRITERS = {F.map_delete_elem, F.map_update_elem, F.map_push_elem, F.map_pop_elem}
+_BPF_F_RDONLY_PROG = 1 << 7
+
+
+def record_func_map(v: Verifier, meta: dict[str, Any], func_id: int, idx: int) -> None:
+    """record_func_map: remember which map each map-helper call site saw.
+
+    A call site reached with two different maps is "poisoned": the kernel
+    can't specialise it (inline the lookup, or bound a tail call's index
+    against one array). For a map made without CAP_BPF ("unpriv") a poisoned
+    tail call is refused after the walk (:func:`check_tail_call_map_ptrs`).
+    """
+    if func_id not in RECORD_MAP:
+        return
+    m = meta["map"]
+    if m is None:
+        v.fail(errno.EFAULT, "verifier bug: expected map for helper call")
+    if m.map_flags & _BPF_F_RDONLY_PROG and func_id in MAP_WRITERS:
+        v.fail(errno.EACCES, "write into map forbidden")
+    unpriv = not getattr(m, "bypass_spec_v1", v.bypass_spec_v1)
+    prev = v.map_ptr_state.get(idx)
+    if prev is None:
+        v.map_ptr_state[idx] = (m, unpriv, False)
+    else:
+        v.map_ptr_state[idx] = (m, unpriv or prev[1], prev[2] or prev[0] is not m)
+
+
+def check_tail_call_map_ptrs(v: Verifier) -> None:
+    """do_misc_fixups: an unprivileged map's tail call must see one map only
+    (its index is masked against that array's size)."""
+    for idx in sorted(v.map_ptr_state):
+        _m, unpriv, poison = v.map_ptr_state[idx]
+        insn = v.insns[idx]
+        if insn.imm == F.tail_call and insn.src == 0 and unpriv and poison:
+            v.fail(errno.EINVAL, "tail_call abusing map_ptr")
+
+
+def process_spin_lock(v: Verifier, regno: int, is_lock: bool) -> None:
+    """process_spin_lock: bpf_spin_lock/unlock take the map value's lock field.
+
+    One lock at a time; unlock must name the same map value (register id
+    and map) that was locked.
+    """
+    reg = v.cur.regs[regno]
+    st = v.cur
+    if not tnum_is_const(reg.scalar.var_off):
+        v.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. bpf_spin_lock has to be "
+               "at the constant offset")
+    m = reg.map
+    if reg.type != R.PTR_TO_MAP_VALUE or m is None:
+        v.fail(errno.EINVAL, "local 'kptr' has no valid bpf_spin_lock")
+    name = getattr(m, "name", "")
+    if getattr(m, "btf_fields", None) is None:
+        v.fail(errno.EINVAL, f"map '{name}' has to have BTF in order to use bpf_spin_lock")
+    lock_off = map_btf_field(m, "bpf_spin_lock")
+    if lock_off is None:
+        v.fail(errno.EINVAL, f"map '{name}' has no valid bpf_spin_lock")
+    val = reg.scalar.var_off.value + reg.off
+    if lock_off != val:
+        v.fail(errno.EINVAL, f"off {val} doesn't point to 'struct bpf_spin_lock' that is at "
+               f"{lock_off}")
+    if is_lock:
+        if st.active_locks:
+            v.fail(errno.EINVAL, "Locking two bpf_spin_locks are not allowed")
+        st.active_locks += 1
+        st.active_lock_id = reg.id
+        st.active_lock_ptr = m
+        return
+    if not st.active_locks:
+        v.fail(errno.EINVAL, "bpf_spin_unlock without taking a lock")
+    if st.active_lock_id != reg.id or st.active_lock_ptr is not m:
+        v.fail(errno.EINVAL, "bpf_spin_unlock of different lock")
+    st.active_locks -= 1
+    st.active_lock_id = 0
+    st.active_lock_ptr = None
 
 
 def _func_name(func_id: int) -> str:
@@ -202,6 +289,9 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
                "program")
     if getattr(proto, "might_sleep", False) and not v.prog.prog_flags & 16:
         v.fail(errno.EINVAL, "helper call might sleep in a non-sleepable prog")
+    if getattr(proto, "might_sleep", False) and v.cur.active_rcu_lock:
+        v.fail(errno.EINVAL, f"sleepable helper {_func_name(func_id)}#{func_id} in "
+               "rcu_read_lock region")
     meta: dict[str, Any] = {"func_id": func_id, "map": None, "pkt_access": proto.pkt_access,
                             "raw_mode": False, "access_size": 0, "regno": -1,
                             "release_regno": 0, "ref_obj_id": 0, "mem_size": 0,
@@ -209,6 +299,7 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
     args = list(proto.args) + [0] * (5 - len(proto.args))
     for i in range(5):
         check_func_arg(v, i, meta, proto, args)
+    record_func_map(v, meta, func_id, idx)
     regs = v.cur.regs
     if meta["raw_mode"] and meta["access_size"]:
         for i in range(meta["access_size"]):
@@ -224,12 +315,6 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
     elif func_id in (F.for_each_map_elem, F.loop, F.timer_set_callback, F.find_vma,
                      F.user_ringbuf_drain):
         _push_callback(v, insn, idx, meta)
-    elif func_id == F.spin_lock:
-        v.cur.active_locks += 1
-    elif func_id == F.spin_unlock:
-        if not v.cur.active_locks:
-            v.fail(errno.EINVAL, "bpf_spin_unlock without taking a lock")
-        v.cur.active_locks -= 1
     for r in range(6):
         regs[r].mark_not_init()
         v.scratch(r)
@@ -250,6 +335,8 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
             flag &= ~PTR_MAYBE_NULL
         r0.set_ptr(R.PTR_TO_MAP_VALUE | flag)
         r0.map = m
+        if not flag & PTR_MAYBE_NULL and map_btf_field(m, "bpf_spin_lock") is not None:
+            r0.id = v.new_id()  # unlock must name the value that was locked
     elif base in (RetType.RET_PTR_TO_SOCKET, RetType.RET_PTR_TO_SOCK_COMMON,
                   RetType.RET_PTR_TO_TCP_SOCK):
         t = {RetType.RET_PTR_TO_SOCKET: R.PTR_TO_SOCKET,
@@ -261,14 +348,19 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         r0.mem_size = meta["mem_size"]
     else:
         r0.set_ptr(R.PTR_TO_BTF_ID | flag)
+        if proto.ret_btf_id:  # the kernel struct it points to (ret_btf_id)
+            from ..kernel_btf import kernel_struct_id
+
+            r0.btf_id = kernel_struct_id(proto.ret_btf_id)
     if r0.type & PTR_MAYBE_NULL:
         r0.id = v.new_id()
-    if func_id in ACQUIRE:
+    if func_id in ACQUIRE or (func_id == F.map_lookup_elem and meta["map"] is not None
+                              and meta["map"].map_type in (MapType.SOCKMAP, MapType.SOCKHASH)):
         rid = v.new_id()
         v.cur.refs.append((rid, idx, "ptr"))
         r0.id = rid
         r0.ref_obj_id = rid
-    elif func_id in (F.tcp_sock, F.sk_fullsock, F.skc_to_tcp_sock, F.get_listener_sock):
+    elif func_id in PTR_CAST:
         r0.ref_obj_id = meta["ref_obj_id"]
     _refine_retval_range(v, r0, func_id, meta)
     if meta["map"] is not None:
@@ -422,9 +514,7 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
             v.fail(errno.EACCES, f"R{regno} is not a known constant'")
         meta["mem_size"] = reg.scalar.var_off.value
     elif base == ArgType.ARG_PTR_TO_SPIN_LOCK:
-        if reg.type != R.PTR_TO_MAP_VALUE or getattr(reg.map, "spin_lock_off", None) is None:
-            v.fail(errno.EINVAL, f"map '{getattr(reg.map, 'name', '')}' has to have BTF in "
-                   "order to use bpf_spin_lock")
+        process_spin_lock(v, regno, meta["func_id"] == F.spin_lock)
     elif base == ArgType.ARG_PTR_TO_CONST_STR:
         m = reg.map
         if m is None or not getattr(m, "frozen", False) or not m.map_flags & (1 << 7):
@@ -480,13 +570,19 @@ def check_helper_mem_access(v: Verifier, regno: int, size: int, write: bool,
         check_mem_region_access(v, regno, reg.off, size, reg.map.key_size, False)
     elif base == R.PTR_TO_MAP_VALUE:
         check_map_access_type(v, regno, reg.off, size, write)
-        check_map_access(v, regno, reg.off, size, zero_size_allowed)
+        check_map_access(v, regno, reg.off, size, zero_size_allowed, helper=True)
     elif base == R.PTR_TO_MEM:
         if reg.type & MEM_RDONLY and write:
             v.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}")
         check_mem_region_access(v, regno, reg.off, size, reg.mem_size, zero_size_allowed)
     elif base == R.PTR_TO_STACK:
         check_stack_range_initialized(v, regno, reg.off, size, zero_size_allowed, write, meta)
+    elif base == R.PTR_TO_BUF:
+        from .buf_access import check_buffer_access
+
+        if reg.type & MEM_RDONLY and meta is not None and meta["raw_mode"]:
+            v.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}")
+        check_buffer_access(v, reg, regno, reg.off, size, False)
     elif base == R.PTR_TO_CTX and v.prog_type == ProgType.SYSCALL:
         if size:
             check_mem_access(v, v.insn_idx, regno, size - 1, 1, write, -1)
@@ -520,6 +616,7 @@ def check_stack_range_initialized(v: Verifier, regno: int, off: int, size: int,
         meta["access_size"] = size
         meta["regno"] = regno
         return
+    v.liveness.mark_read(reg.frameno, v.insn_idx, stack_slots_mask(min_off, max_off + size))
     for i in range(min_off, max_off + size):
         slot_no = -i - 1
         spi = slot_no // BPF_REG_SIZE
@@ -570,14 +667,18 @@ def _release_reference(v: Verifier, ref_obj_id: int) -> None:
     st.refs = [r for r in st.refs if r[0] != ref_obj_id]
     if len(st.refs) == before:
         v.fail(errno.EINVAL, f"verifier internal error: reference {ref_obj_id} not found")
-    for frame in st.frames:
-        for r in frame.regs:
-            if r.ref_obj_id == ref_obj_id:
-                r.mark_unknown()
-        for slot in frame.stack:
-            if slot.is_spill and slot.spilled is not None and \
-                    slot.spilled.ref_obj_id == ref_obj_id:
-                slot.spilled.mark_unknown()
+    for r in v.iter_regs(st):
+        if r.ref_obj_id == ref_obj_id:
+            mark_reg_invalid(v, r)
+
+
+def mark_reg_invalid(v: Verifier, reg: RegState) -> None:
+    """mark_reg_invalid: a released pointer is unreadable for unprivileged
+    programs (it must not leak), an unknown scalar otherwise."""
+    if v.allow_ptr_leaks:
+        reg.mark_unknown()
+    else:
+        reg.mark_not_init()
 
 
 def check_resource_leak(v: Verifier, prefix: str, check_lock: bool = True) -> None:
@@ -590,6 +691,8 @@ def check_resource_leak(v: Verifier, prefix: str, check_lock: bool = True) -> No
         for rid, insn_idx, _kind in st.refs:
             v.verbose(f"Unreleased reference id={rid} alloc_insn={insn_idx}\n")
         v.fail(errno.EINVAL, f"{prefix} would lead to reference leak")
+    if check_lock and st.active_rcu_lock:
+        v.fail(errno.EINVAL, f"{prefix} cannot be used inside bpf_rcu_read_lock-ed region")
 
 
 def _push_callback(v: Verifier, insn: Insn, idx: int, meta: dict[str, Any]) -> None:
@@ -622,6 +725,11 @@ def _push_callback(v: Verifier, insn: Insn, idx: int, meta: dict[str, Any]) -> N
         callee.regs[2].assign(caller.regs[3])
         for r in (3, 4, 5):
             callee.regs[r].mark_not_init()
+    elif meta["func_id"] == F.user_ringbuf_drain:  # set_user_ringbuf_callback_state
+        callee.regs[1].set_ptr(R.CONST_PTR_TO_DYNPTR)
+        callee.regs[2].assign(caller.regs[3])
+        for r in (3, 4, 5):
+            callee.regs[r].mark_not_init()
     callee.regs[10].set_ptr(R.PTR_TO_STACK)
     callee.regs[10].frameno = st.curframe + 1
     callee.in_callback_fn = True
@@ -634,7 +742,9 @@ def _push_callback(v: Verifier, insn: Insn, idx: int, meta: dict[str, Any]) -> N
 
 
 def check_kfunc_call(v: Verifier, insn: Insn, idx: int) -> None:
-    v.fail(errno.EACCES, "calling kernel function is not supported without BTF")
+    from .kfuncs import check_kfunc_call as check
+
+    check(v, insn, idx)
 
 
 def check_func_call(v: Verifier, insn: Insn, idx: int) -> None:
@@ -650,6 +760,7 @@ def check_func_call(v: Verifier, insn: Insn, idx: int) -> None:
     callee.regs[10].frameno = st.curframe + 1
     st.frames.append(callee)
     st.curframe += 1
+    v.liveness.reset_cur()
     for r in range(6):
         caller.regs[r].mark_not_init()
     v.insn_idx = target
@@ -696,6 +807,7 @@ def _prepare_func_exit(v: Verifier) -> None:
     if r0.type == R.PTR_TO_STACK:
         v.fail(errno.EINVAL, "cannot return stack pointer to the caller")
     caller = st.frames[st.curframe - 1]
+    v.liveness.update(st)  # the callee's marks reach the call in the caller's chain
     caller.regs[0].assign(r0)
     v.insn_idx = callee.callsite + 1
     if v.log.level:
@@ -744,6 +856,8 @@ def _retval_range(v: Verifier) -> tuple[int, int] | None:
     if pt == ProgType.TRACING:
         if eat in (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT):
             return (0, 0)
+        if eat == AttachType.TRACE_ITER:
+            return (0, 1)
         return None
     if pt == ProgType.SK_LOOKUP:
         return (0, 1)
@@ -753,6 +867,11 @@ def _retval_range(v: Verifier) -> tuple[int, int] | None:
 
 
 def check_return_code(v: Verifier) -> None:
+    if v.prog_type == ProgType.STRUCT_OPS:
+        from ..progs.struct_ops import returns_void
+
+        if returns_void(v.prog):  # the member returns void: R0 is not looked at
+            return
     v.check_reg_arg(0, SRC_OP)
     if v.is_pointer_value(0):
         v.fail(errno.EACCES, "R0 leaks addr as return value")

@@ -141,6 +141,7 @@ def resolve_pseudo_ldimm64(v: Verifier) -> None:
                 err = errno.EBADF if f is None else errno.EINVAL
                 v.fail(err, f"fd {insn.imm} is not pointing to valid bpf_map")
             m = f.obj
+            check_map_prog_compatibility(v, m)
             off = 0
             if src == 2:
                 off = nxt.imm & 0xFFFF_FFFF
@@ -166,6 +167,31 @@ def resolve_pseudo_ldimm64(v: Verifier) -> None:
         if not _in_insntable(code):
             v.fail(errno.EINVAL, f"unknown opcode {code:02x}")
         i += 1
+
+
+#: is_tracing_prog_type: programs that may run in any context (NMI included).
+_TRACING_PROG_TYPES = frozenset((2, 5, 7, 17, 24))  # kprobe, tracepoint, perf_event, raw_tp(_w)
+
+
+def map_btf_field(m: Any, name: str) -> int | None:
+    """The offset of a special BTF field (``bpf_spin_lock``, ``bpf_timer``...) in
+    the map's value, or None (no BTF, or no such field)."""
+    fields = getattr(m, "btf_fields", None)
+    return fields.get(name) if fields else None
+
+
+def check_map_prog_compatibility(v: Verifier, m: Any) -> None:
+    """check_map_prog_compatibility: maps a program of this type may not use."""
+    pt = int(v.prog_type)
+    has_lock = (map_btf_field(m, "bpf_spin_lock") is not None
+                or map_btf_field(m, "bpf_res_spin_lock") is not None)
+    if has_lock:
+        if pt == 1:
+            v.fail(errno.EINVAL, "socket filter progs cannot use bpf_spin_lock yet")
+        if pt in _TRACING_PROG_TYPES:
+            v.fail(errno.EINVAL, "tracing progs cannot use bpf_spin_lock yet")
+    if map_btf_field(m, "bpf_timer") is not None and pt in _TRACING_PROG_TYPES:
+        v.fail(errno.EINVAL, "tracing progs cannot use bpf_timer yet")
 
 
 def _s32(v: int) -> int:

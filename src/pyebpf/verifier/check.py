@@ -21,7 +21,7 @@ from typing import Any
 
 from ..isa.disasm import format_insn
 from ..isa.insn import Insn
-from ..uapi import BPF_COMPLEXITY_LIMIT_INSNS, ProgType
+from ..uapi import BPF_COMPLEXITY_LIMIT_INSNS, AttachType, MapType, ProgType
 from . import scalar as S
 from .alu import check_alu_op
 from .branch import check_cond_jmp_op
@@ -30,9 +30,13 @@ from .calls import (
     check_helper_call,
     check_kfunc_call,
     check_max_stack_depth,
+    check_tail_call_map_ptrs,
     process_exit,
 )
 from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64
+from .iters import iter_active_depths_differ, iter_loop_converged
+from .kfuncs import add_kfunc_calls, fixup_kfunc_calls, kfunc_call_name
+from .liveness import StackLiveness, clean_verifier_state, compute_live_registers
 from .log import VerifierAbort
 from .mem import check_atomic, check_ld_abs, check_load, check_store_imm, check_store_reg
 from .prune import states_equal
@@ -46,7 +50,6 @@ from .state import (
     VerifierState,
 )
 from .types import (
-    MEM_RDONLY,
     RegType,
 )
 
@@ -88,12 +91,16 @@ class Verifier:
         self.strict_alignment = bool(flags & 1) and not flags & 2
         self.subprog_starts: list[int] = [0, len(self.insns)]
         self.kfunc_calls: list[int] = []
+        #: Instructions where a checkpoint is always stored (iterator _next() calls).
+        self.force_checkpoints: set[int] = set()
+        #: Reached kfunc calls with imm 0 (refused after the walk, as fixup_kfunc_call does).
+        self.reached_null_kfunc_calls: set[int] = set()
         self.ld_imm64: dict[int, tuple[Any, int, int]] = {}
         self.used_maps: list[Any] = []
         self.prune_points: set[int] = set()
         self.explored: dict[int, list[VerifierState]] = {}
-        #: Explored states per insn by fingerprint, for loop detection.
-        self.looping: dict[int, dict[tuple[object, ...], VerifierState]] = {}
+        #: Explored states per insn by their states_maybe_looping key, for loop detection.
+        self.looping: dict[int, dict[tuple[object, ...], list[VerifierState]]] = {}
         #: Explored states whose every path is done: what pruning compares with.
         self.finished: dict[int, list[VerifierState]] = {}
         self.jmps_processed = 0
@@ -101,10 +108,19 @@ class Verifier:
         self.prev_insn_processed = 0
         self.insn_processed = 0
         self.total_states = 0
+        #: States in the explored lists now (evicted ones leave): peak_states' measure.
+        self.explored_states_size = 0
         self.peak_states = 0
         self.max_states_per_insn = 0
         self.id_gen = 0
         self.aux_ptr_type: dict[int, int] = {}
+        #: insn_aux_data.map_ptr_state: call site -> (map, unpriv, poisoned).
+        self.map_ptr_state: dict[int, tuple[Any, bool, bool]] = {}
+        #: insn_aux_data.alu_state/alu_limit of pointer arithmetic (Spectre v1 masking).
+        self.alu_sanitation: dict[int, tuple[int, int]] = {}
+        #: env->explore_alu_limits: a variable pointer offset was masked, so
+        #: pruning compares scalars exactly (other paths may need other masks).
+        self.explore_alu_limits = False
         self.stack: list[_Pending] = []
         self.cur: VerifierState = VerifierState()
         self.insn_idx = 0
@@ -113,6 +129,9 @@ class Verifier:
         self.prev_log_pos = 0
         self.prev_insn_print_pos = 0
         self.subprog_stack_depth: dict[int, int] = {}
+        #: insn_aux_data.live_regs_before: registers possibly read from each insn on.
+        self.live_regs_before: list[int] = []
+        self.liveness = StackLiveness(self)
 
     # -- reporting ---------------------------------------------------------------
     def verbose(self, text: str) -> None:
@@ -124,6 +143,10 @@ class Verifier:
 
     def use_map(self, m: Any) -> None:
         if m not in self.used_maps:
+            # __add_used_map / bpf_cgroup_storage_assign: one storage map per type.
+            if m.map_type in (MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE) and any(
+                    u.map_type is m.map_type for u in self.used_maps):
+                self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed")
             self.used_maps.append(m)
 
     def new_id(self) -> int:
@@ -133,13 +156,17 @@ class Verifier:
     # -- bpf_check ---------------------------------------------------------------------
     def run(self) -> None:
         add_subprogs(self)
+        add_kfunc_calls(self)
         check_subprogs(self)
         resolve_pseudo_ldimm64(self)
         check_cfg(self)
+        self.live_regs_before = compute_live_registers(self)
         self.check_attach_btf_id()
         try:
             self.do_check_main()
             check_max_stack_depth(self)
+            fixup_kfunc_calls(self)
+            check_tail_call_map_ptrs(self)
         finally:
             self.print_stats()
 
@@ -150,10 +177,17 @@ class Verifier:
             if not sleepable:
                 self.fail(errno.EINVAL, "Syscall programs can only be sleepable")
             return
-        if sleepable and self.prog_type not in (ProgType.TRACING, ProgType.LSM,
-                                                ProgType.STRUCT_OPS, ProgType.KPROBE):
+        if sleepable and not _can_be_sleepable(self.prog_type, self.prog.expected_attach_type):
             self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and "
                       "struct_ops programs can be sleepable")
+        if self.prog_type == ProgType.TRACING:
+            from ..progs.tracing_btf import check_tracing_btf_id
+
+            check_tracing_btf_id(self)  # the iterator target (other kinds: not simulated)
+        if self.prog_type in (ProgType.STRUCT_OPS, ProgType.EXT):
+            from .btf_attach import check_attach_btf_id
+
+            check_attach_btf_id(self)  # the member / target function; EXT's type
 
     def print_stats(self) -> None:
         if self.log.level & 4:
@@ -172,6 +206,10 @@ class Verifier:
         fp = frame.regs[BPF_REG_FP]
         fp.set_ptr(RegType.PTR_TO_STACK)
         fp.frameno = 0
+        if self.prog.prog_type == ProgType.EXT:
+            from .btf_attach import ext_init_regs
+
+            ext_init_regs(self, frame)  # r1-r5 from the function's BTF prototype
         st.frames = [frame]
         st.branches = 1
         return st
@@ -188,6 +226,7 @@ class Verifier:
         n = len(insns)
         do_print_state = False
         level = self.log.level
+        liveness = self.liveness
         while True:
             idx = self.insn_idx
             if idx >= n or idx < 0:
@@ -222,14 +261,21 @@ class Verifier:
                 self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
                 self.prev_log_pos = self.log.end_pos
             self.prev_insn_idx = idx
+            # Only stores, atomics and calls write the stack; other instructions'
+            # (empty) write marks could never change a must_write set.
+            writes = insn.code & 0x06 == 0x02 or insn.code == 0x85
+            if writes:
+                liveness.reset_write_marks(idx)
             ended = self.do_insn(insn, idx)
+            if writes:
+                liveness.commit_write_marks()
             if ended:
                 if self.finish_path():
                     return
                 do_print_state = True
 
     def disasm_opts(self) -> dict[str, Any]:
-        return {"allow_ptr_leaks": self.allow_ptr_leaks}
+        return {"allow_ptr_leaks": self.allow_ptr_leaks, "helper_name": kfunc_call_name}
 
     def print_insn_state(self, idx: int | None = None) -> None:
         """print_insn_state: annotate the last insn line with what changed."""
@@ -248,6 +294,7 @@ class Verifier:
     def finish_path(self) -> bool:
         """process_bpf_exit: end this path; pop the next one. True when none is left."""
         self.update_branch_counts(self.cur)
+        self.liveness.update(self.cur)
         if not self.stack:
             return True
         elem = self.stack.pop()
@@ -291,51 +338,92 @@ class Verifier:
         or 100 instructions), which keeps long bounded loops cheap.
         """
         cur = self.cur
-        add_new_state = (self.jmps_processed - self.prev_jmps_processed >= 2
-                         and self.insn_processed - self.prev_insn_processed >= 8)
+        force = idx in self.force_checkpoints
+        add_new_state = force or (self.jmps_processed - self.prev_jmps_processed >= 2
+                                  and self.insn_processed - self.prev_insn_processed >= 8)
+        self.clean_live_states(idx, cur)
         lst = self.explored.setdefault(idx, [])
         looping = self.looping.setdefault(idx, {})
         fp = None
         if looping:
-            fp = cur.fingerprint()
-            old = looping.get(fp)
-            if old is not None and old.branches and self._maybe_looping(old, cur):
-                self.verbose(f"infinite loop detected at insn {idx}\n")
-                self.verbose("cur state:" + cur.format(print_all=True) + "\n")
-                self.verbose("old state:" + old.format(print_all=True) + "\n")
-                raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
+            fp = cur.loop_key()
+            for old in looping.get(fp, ()):
+                if old.branches and old.may_goto_depth == cur.may_goto_depth \
+                        and states_equal(self, old, cur, exact=True) \
+                        and not iter_active_depths_differ(old, cur):
+                    self.verbose(f"infinite loop detected at insn {idx}\n")
+                    self.verbose("cur state:" + cur.format(print_all=True) + "\n")
+                    self.verbose("old state:" + old.format(print_all=True) + "\n")
+                    raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
             # In a loop (the last state stored here is still on this path) add
             # states sparingly: iterations differ and rarely help pruning.
-            if lst and lst[-1].branches and (
+            if not force and lst and lst[-1].branches and (
                     self.jmps_processed - self.prev_jmps_processed < 20
                     and self.insn_processed - self.prev_insn_processed < 100):
                 add_new_state = False
-        for old in self.finished.get(idx, ()):
-            if states_equal(self, old, cur, exact=False):
-                return True
+        if force and iter_loop_converged(self, idx):
+            return True
+        # Newest first, as the kernel's list: a finished state that covers this
+        # one prunes it; every state passed over counts a miss, and one that
+        # keeps missing (3 times its hits + 3; 64 at a loop checkpoint still on
+        # the path) is dropped: it is unlikely to ever prune.
+        pruned = False
+        evict: list[VerifierState] = []
+        for old in reversed(lst):
+            if not old.branches and states_equal(self, old, cur, exact=False):
+                old.hit_cnt += 1
+                pruned = True
+                break
+            if add_new_state:
+                old.miss_cnt += 1
+            n = 64 if force and old.branches else 3
+            if old.miss_cnt > old.hit_cnt * n + n:
+                evict.append(old)
+        for old in evict:
+            self.evict_state(idx, old)
+        if pruned:
+            return True
+        # states_cnt: the states compared here before this one joins them.
+        self.max_states_per_insn = max(self.max_states_per_insn, len(lst))
         if not add_new_state:
             return False
         new = cur.copy()
         new.branches = cur.branches
         new.parent = cur.parent
         new.insn_idx = idx
-        new.fp = fp if fp is not None else cur.fingerprint()
+        new.fp = fp if fp is not None else cur.loop_key()
         cur.parent = new
         lst.append(new)
-        looping[new.fp] = new
+        looping.setdefault(new.fp, []).append(new)
         self.prev_jmps_processed = self.jmps_processed
         self.prev_insn_processed = self.insn_processed
         self.total_states += 1
-        self.peak_states = max(self.peak_states, self.total_states)
-        self.max_states_per_insn = max(self.max_states_per_insn, len(lst))
+        self.explored_states_size += 1
+        self.peak_states = max(self.peak_states, self.explored_states_size)
         return False
 
-    @staticmethod
-    def _maybe_looping(old: VerifierState, cur: VerifierState) -> bool:
-        """states_maybe_looping: same frames and callsites."""
-        if old.curframe != cur.curframe:
-            return False
-        return all(a.callsite == b.callsite for a, b in zip(old.frames, cur.frames, strict=False))
+    def evict_state(self, idx: int, old: VerifierState) -> None:
+        """Drop an explored state from the lists at ``idx`` (it stays a parent)."""
+        self.explored[idx].remove(old)
+        fin = self.finished.get(idx)
+        if fin is not None and old in fin:
+            fin.remove(old)
+        same = self.looping.get(idx, {}).get(old.fp)
+        if same is not None and old in same:
+            same.remove(old)
+        old.fp = None  # not an explored state any more: never joins `finished`
+        self.explored_states_size -= 1
+
+    def clean_live_states(self, idx: int, cur: VerifierState) -> None:
+        """clean_live_states: finished states here (same call chain) have complete
+        liveness marks: forget what no path from them reads."""
+        for st in self.finished.get(idx, ()):
+            if st.cleaned or st.curframe != cur.curframe:
+                continue
+            if any(a.callsite != b.callsite for a, b in zip(st.frames, cur.frames,
+                                                            strict=False)):
+                continue
+            clean_verifier_state(self, st)
 
     # -- registers ---------------------------------------------------------------------------
     def check_reg_arg(self, regno: int, t: int) -> RegState:
@@ -449,9 +537,10 @@ class Verifier:
         if kind in (1, 5):
             dst.set_ptr(RegType.CONST_PTR_TO_MAP)
         else:
+            # No MEM_RDONLY even for a frozen BPF_F_RDONLY_PROG map: the kernel
+            # refuses writes by the map's flags (check_map_access_type), and the
+            # register stays a plain map_value (helpers take it at any offset).
             dst.set_ptr(RegType.PTR_TO_MAP_VALUE, off)
-            if getattr(m, "frozen", False) and m.map_flags & (1 << 7):
-                dst.type |= MEM_RDONLY
         dst.map = m
 
     # -- helpers for submodules ----------------------------------------------------------------
@@ -470,6 +559,14 @@ class Verifier:
             for slot in frame.stack:
                 if slot.is_spill and slot.spilled is not None:
                     yield slot.spilled
+
+
+def _can_be_sleepable(prog_type: int, expected_attach_type: int) -> bool:
+    """can_be_sleepable: fentry/fexit/fmod_ret/iter tracing, LSM, uprobes, struct_ops."""
+    if prog_type == ProgType.TRACING:
+        return expected_attach_type in (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
+                                        AttachType.MODIFY_RETURN, AttachType.TRACE_ITER)
+    return prog_type in (ProgType.LSM, ProgType.KPROBE, ProgType.STRUCT_OPS)
 
 
 def _vlog_alignment(pos: int) -> int:

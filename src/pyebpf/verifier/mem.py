@@ -8,11 +8,13 @@ packets (the range proven against ``data_end``), and the rest.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ENOTSUPP
 from ..isa.insn import Insn
-from ..uapi import ProgType
+from ..uapi import MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MIN
 from .state import (
@@ -27,7 +29,16 @@ from .state import (
     SlotType,
 )
 from .tnum import tnum_add, tnum_const, tnum_is_aligned, tnum_is_const, tnum_strn
-from .types import MEM_RDONLY, PTR_MAYBE_NULL, RegType, base_type, reg_type_str
+from .types import (
+    MEM_RCU,
+    MEM_RDONLY,
+    PTR_MAYBE_NULL,
+    PTR_TRUSTED,
+    PTR_UNTRUSTED,
+    RegType,
+    base_type,
+    reg_type_str,
+)
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -194,7 +205,12 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
             v.fail(errno.EACCES, f"R{value_regno} leaks addr into map")
         check_map_access_type(v, regno, off, size, write)
         check_map_access(v, regno, off, size, False)
-        if not write and value_regno >= 0:
+        kptr = (map_kptr_fields(reg.map).get(off + reg.scalar.var_off.value)
+                if tnum_is_const(reg.scalar.var_off) else None)
+        if kptr is not None:
+            check_map_kptr_access(v, idx, value_regno, off + reg.scalar.var_off.value, kptr,
+                                  st_imm)
+        elif not write and value_regno >= 0:
             m = reg.map
             if tnum_is_const(reg.scalar.var_off) and _map_is_rdonly(m):
                 val = _map_direct_read(m, off + reg.scalar.var_off.value, size, is_ldsx)
@@ -225,7 +241,8 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
                 dst.set_ptr(loaded)
                 if loaded & PTR_MAYBE_NULL:
                     dst.id = v.new_id()
-            dst.type = loaded
+                dst.btf_id = getattr(loaded, "btf_id", 0)  # a BTF-typed argument
+            dst.type = int(loaded)
     elif t == RegType.PTR_TO_STACK:
         check_stack_access_within_bounds(v, regno, off, size, write)
         if write:
@@ -254,8 +271,19 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
         if value_regno >= 0:
             regs[value_regno].mark_unknown()
     elif t == RegType.CONST_PTR_TO_MAP:
-        # Reading struct bpf_map fields needs vmlinux BTF (check_ptr_to_map_access).
-        v.fail(errno.EACCES, "only read from bpf_array is supported")
+        check_ptr_to_map_access(v, regno, reg, off, size, write, value_regno)
+    elif base == RegType.PTR_TO_BTF_ID and not t & PTR_MAYBE_NULL:
+        from .btf_attach import check_ptr_to_btf_access
+
+        check_ptr_to_btf_access(v, regno, reg, off, size, write, value_regno)
+    elif base == RegType.PTR_TO_BUF and not t & PTR_MAYBE_NULL:
+        from .buf_access import check_buffer_access
+
+        if write and value_regno >= 0 and v.is_pointer_value(value_regno):
+            v.fail(errno.EACCES, f"R{value_regno} leaks addr into buf")
+        check_buffer_access(v, reg, regno, off, size, write)
+        if value_regno >= 0 and (not write or t & MEM_RDONLY):
+            regs[value_regno].mark_unknown()
     else:
         v.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(t)}'")
     if size < BPF_REG_SIZE and value_regno >= 0 and not write:
@@ -265,6 +293,66 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
                 dst.scalar = S.coerce_reg_to_size_sx(dst.scalar, size)
             else:
                 dst.scalar = S.coerce_reg_to_size(dst.scalar, size)
+
+
+#: The kernel struct behind each map type (its ops' map_btf_id): what a program
+#: reading through a map pointer reads.
+MAP_STRUCT_NAME: dict[int, str] = {
+    **dict.fromkeys((MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
+                     MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS),
+                    "bpf_array"),
+    **dict.fromkeys((MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH,
+                     MapType.LRU_PERCPU_HASH, MapType.HASH_OF_MAPS), "bpf_htab"),
+    MapType.LPM_TRIE: "lpm_trie",
+    MapType.QUEUE: "bpf_queue_stack",
+    MapType.STACK: "bpf_queue_stack",
+    MapType.RINGBUF: "bpf_ringbuf_map",
+    MapType.USER_RINGBUF: "bpf_ringbuf_map",
+    MapType.BLOOM_FILTER: "bpf_bloom_filter",
+    MapType.STACK_TRACE: "bpf_stack_map",
+    MapType.DEVMAP: "bpf_dtab",
+    MapType.DEVMAP_HASH: "bpf_dtab",
+    MapType.CPUMAP: "bpf_cpu_map",
+    MapType.XSKMAP: "xsk_map",
+    MapType.SOCKMAP: "bpf_stab",
+    MapType.SOCKHASH: "bpf_shtab",
+    MapType.REUSEPORT_SOCKARRAY: "reuseport_array",
+    MapType.CGROUP_STORAGE: "bpf_cgroup_storage_map",
+    MapType.PERCPU_CGROUP_STORAGE: "bpf_cgroup_storage_map",
+    **dict.fromkeys((MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE,
+                     MapType.CGRP_STORAGE), "bpf_local_storage_map"),
+    MapType.STRUCT_OPS: "bpf_struct_ops_map",
+    MapType.ARENA: "bpf_arena",
+}
+#: The pointer fields that open every one of those structs (struct bpf_map):
+#: offset -> the pointed-to struct. Other fields read as scalars.
+BPF_MAP_PTR_FIELDS = {0: "bpf_map_ops", 8: "bpf_map"}
+
+
+def check_ptr_to_map_access(v: Verifier, regno: int, reg: RegState, off: int, size: int,
+                            write: bool, value_regno: int) -> None:
+    """check_ptr_to_map_access: programs with CAP_PERFMON may read ``struct bpf_map``.
+
+    The kernel walks the map's BTF struct (btf_struct_access); without vmlinux
+    BTF this knows the leading pointer fields of struct bpf_map and reads any
+    other field as an unknown scalar.
+    """
+    tname = MAP_STRUCT_NAME.get(reg.map.map_type)
+    if tname is None:
+        v.fail(ENOTSUPP, f"map_ptr access not supported for map type {reg.map.map_type}")
+    if not v.allow_ptr_leaks:
+        v.fail(errno.EPERM, f"'struct {tname}' access is allowed only to CAP_PERFMON and "
+               "CAP_SYS_ADMIN")
+    if off < 0:
+        v.fail(errno.EACCES, f"R{regno} is {tname} invalid negative access: off={off}")
+    if write:
+        v.fail(errno.EACCES, f"only read from {tname} is supported")
+    if value_regno >= 0:
+        dst = v.cur.regs[value_regno]
+        if size == BPF_REG_SIZE and off in BPF_MAP_PTR_FIELDS:
+            dst.set_ptr(RegType.PTR_TO_BTF_ID)
+        else:
+            dst.mark_unknown()
 
 
 def _map_is_rdonly(m: Any) -> bool:
@@ -382,16 +470,140 @@ def check_map_access_type(v: Verifier, regno: int, off: int, size: int, write: b
                f"size={size}")
 
 
+#: Sizes of the special fields a map value may hold (btf_field.size).
+BTF_FIELD_SIZE = {"bpf_spin_lock": 4, "bpf_res_spin_lock": 8, "bpf_timer": 16, "bpf_wq": 16}
+
+
 def check_map_access(v: Verifier, regno: int, off: int, size: int, zero_size_allowed: bool,
-                     quiet: bool = False) -> None:
+                     quiet: bool = False, helper: bool = False) -> None:
+    """check_map_access: in the value, and clear of its special fields. A kptr
+    field may only be loaded or stored whole, by the program itself."""
     reg = v.cur.regs[regno]
     check_mem_region_access(v, regno, off, size, reg.map.value_size, zero_size_allowed, quiet)
-    if getattr(reg.map, "spin_lock_off", None) is not None:
-        lo = reg.map.spin_lock_off
-        start = off + reg.scalar.smin
-        end = off + reg.scalar.umax + size
-        if start < lo + 4 and end > lo:
-            v.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store")
+    fields = getattr(reg.map, "btf_fields", None) or {}
+    start = off + reg.scalar.smin
+    end = off + reg.scalar.umax + size
+    for name, lo in fields.items():
+        if start < lo + BTF_FIELD_SIZE.get(name, 1) and lo < end:
+            v.fail(errno.EACCES, f"{name} cannot be accessed directly by load/store")
+    for lo in map_kptr_fields(reg.map):
+        if not (start < lo + BPF_REG_SIZE and lo < end):
+            continue
+        if helper:
+            v.fail(errno.EACCES, "kptr cannot be accessed indirectly by helper")
+        vo = reg.scalar.var_off
+        if not tnum_is_const(vo):
+            v.fail(errno.EACCES, "kptr access cannot have variable offset")
+        if lo != off + vo.value:
+            v.fail(errno.EACCES, f"kptr access misaligned expected={lo} off={off + vo.value}")
+        if size != BPF_REG_SIZE:
+            v.fail(errno.EACCES, "kptr access size must be BPF_DW")
+
+
+#: The BTF type tags marking kptr fields (btf_find_kptr), and what each is.
+KPTR_TAGS = {"kptr_untrusted": "unref", "kptr": "ref", "percpu_kptr": "percpu"}
+
+
+def map_kptr_fields(m: Any) -> dict[int, tuple[str, str]]:
+    """The map value's kptr fields: offset -> (kind, pointed-to struct name).
+
+    A kptr is a pointer member whose target carries a ``kptr`` /
+    ``kptr_untrusted`` / ``percpu_kptr`` type tag (btf_parse_kptr).
+    """
+    cached = getattr(m, "_verifier_kptr_fields", None)
+    if cached is not None:
+        return cached
+    out: dict[int, tuple[str, str]] = {}
+    obj = getattr(m, "btf_obj", None)
+    tid = getattr(m, "btf_value_type_id", 0)
+    if obj is not None and tid:
+        _find_kptrs(obj.btf, tid, 0, out, 0)
+    with contextlib.suppress(AttributeError):  # a map with __slots__: recompute next time
+        m._verifier_kptr_fields = out
+    return out
+
+
+def _find_kptrs(btf: Any, tid: int, base: int, out: dict[int, tuple[str, str]],
+                depth: int) -> None:
+    from ..btf import BtfKind
+
+    t = btf.skip_mods_and_typedefs(tid)
+    if t.kind not in (BtfKind.STRUCT, BtfKind.UNION) or depth >= 8:
+        return
+    for mem in t.members:
+        if mem.bitfield_size or mem.bit_offset % 8:
+            continue
+        off = base + mem.bit_offset // 8
+        mt = btf.type(mem.type)
+        if mt.kind is BtfKind.PTR:
+            tag = btf.type(mt.type)
+            if tag.kind is BtfKind.TYPE_TAG and tag.name in KPTR_TAGS:
+                target = btf.skip_mods_and_typedefs(tag.type)
+                out[off] = (KPTR_TAGS[tag.name], target.name)
+            continue
+        _find_kptrs(btf, mem.type, off, out, depth + 1)
+
+
+def _map_kptr_match_type(v: Verifier, regno: int, val: RegState, kind: str,
+                         target: str) -> None:
+    """map_kptr_match_type: only a pointer to the kptr's own struct (at offset 0:
+    without its BTF a nested first member can't be told apart) may be stored."""
+    allowed = PTR_MAYBE_NULL | PTR_TRUSTED | MEM_RCU | (PTR_UNTRUSTED if kind == "unref" else 0)
+    ok = base_type(val.type) == RegType.PTR_TO_BTF_ID and not (val.type & ~0xFF & ~allowed)
+    if ok:
+        vo = val.scalar.var_off
+        if not tnum_is_const(vo) or vo.value:
+            v.fail(errno.EACCES, f"variable {reg_type_str(val.type)} access var_off="
+                   f"{tnum_strn(vo)} disallowed")
+        if val.off < 0:
+            v.fail(errno.EACCES, f"negative offset {reg_type_str(val.type)} ptr R{regno} "
+                   f"off={val.off} disallowed")
+        ok = val.off == 0 and val.extra == target
+    if ok:
+        return
+    name = val.extra if base_type(val.type) == RegType.PTR_TO_BTF_ID and val.extra else ""
+    msg = (f"invalid kptr access, R{regno} type={reg_type_str(val.type)}{name} "
+           f"expected={reg_type_str(RegType.PTR_TO_BTF_ID)}{target}")
+    if kind == "unref":
+        msg += f" or {reg_type_str(RegType.PTR_TO_BTF_ID | PTR_UNTRUSTED)}{target}"
+    v.fail(errno.EINVAL, msg)
+
+
+def _kernel_struct_id(name: str) -> int:
+    """The struct's id in the simulated kernel's BTF (0: the kernel has no such struct)."""
+    try:
+        from ..kernel_btf import kernel_type_ids
+    except ImportError:  # pragma: no cover - kernel BTF is optional
+        return 0
+    return kernel_type_ids().get(name, 0)
+
+
+def check_map_kptr_access(v: Verifier, idx: int, value_regno: int, field_off: int,
+                          kptr: tuple[str, str], st_imm: Insn | None) -> None:
+    """check_map_kptr_access: load a kptr (a maybe-NULL pointer to its struct),
+    store NULL or a matching pointer into an unreferenced one; referenced kptrs
+    change only through bpf_kptr_xchg."""
+    insn = v.insns[idx]
+    cls = insn.code & 0x07
+    if insn.code & 0xE0 != 0x60:
+        v.fail(errno.EACCES, "kptr in map can only be accessed using BPF_MEM instruction mode")
+    kind, target = kptr
+    if cls != 0x01 and kind in ("ref", "percpu"):
+        v.fail(errno.EACCES, "store to referenced kptr disallowed")
+    if cls == 0x01:
+        dst = v.cur.regs[value_regno]
+        dst.set_ptr(RegType.PTR_TO_BTF_ID | PTR_MAYBE_NULL
+                    | (PTR_UNTRUSTED if kind == "unref" else MEM_RCU))
+        dst.id = v.new_id()
+        dst.extra = target
+        dst.btf_id = _kernel_struct_id(target)
+    elif cls == 0x02:
+        if st_imm is not None and st_imm.imm:
+            v.fail(errno.EACCES, f"BPF_ST imm must be 0 when storing to kptr at off={field_off}")
+    elif cls == 0x03:
+        val = v.cur.regs[value_regno]
+        if not (val.is_const and val.const_value == 0):
+            _map_kptr_match_type(v, value_regno, val, kind, target)
 
 
 def _check_mem(v: Verifier, regno: int, off: int, size: int, mem_size: int,
@@ -525,7 +737,12 @@ def grow_stack(v: Verifier, state: FuncState, size: int) -> None:
 
 def check_stack_access_for_ptr_arithmetic(v: Verifier, regno: int, reg: RegState,
                                           off: int) -> None:
-    """For unprivileged programs: a stack pointer must stay a valid stack address."""
+    """For unprivileged programs: a stack pointer must stay a valid stack address.
+
+    ``off`` (fixed offset plus the variable part's value) is the kernel's ``int``.
+    """
+    off &= 0xFFFF_FFFF
+    off = off - (1 << 32) if off >> 31 else off
     vo = reg.scalar.var_off
     if not tnum_is_const(vo):
         v.fail(errno.EACCES, f"R{regno} variable stack access prohibited for !root, var_off="
@@ -533,6 +750,15 @@ def check_stack_access_for_ptr_arithmetic(v: Verifier, regno: int, reg: RegState
     if off >= 0 or off < -MAX_BPF_STACK:
         v.fail(errno.EACCES, f"R{regno} stack pointer arithmetic goes out of range, prohibited "
                f"for !root; off={off}")
+
+
+def stack_slots_mask(lo: int, hi: int) -> int:
+    """The slots (bit ``spi``) holding any byte of fp offsets ``[lo, hi)``."""
+    mask = 0
+    for spi in range((-hi) // BPF_REG_SIZE, (-lo - 1) // BPF_REG_SIZE + 1):
+        if spi >= 0:
+            mask |= 1 << spi
+    return mask
 
 
 def _slot_index(off: int) -> tuple[int, int]:
@@ -567,6 +793,9 @@ def _stack_write_fixed(v: Verifier, state: FuncState, off: int, size: int, value
                        st_imm: Insn | None) -> None:
     slot_no, spi = _slot_index(off)
     stack_slot = state.stack[spi]
+    if off % BPF_REG_SIZE == 0 and size == BPF_REG_SIZE:
+        # Only a whole slot written ends what an earlier read could see.
+        v.liveness.mark_write(state.frameno, 1 << spi)
     if not v.allow_ptr_leaks and stack_slot.is_spill and stack_slot.spilled is not None \
             and stack_slot.spilled.type != RegType.SCALAR_VALUE and size != BPF_REG_SIZE:
         v.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack")
@@ -613,30 +842,47 @@ def _stack_write_fixed(v: Verifier, state: FuncState, off: int, size: int, value
 
 def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, size: int,
                      value_regno: int, st_imm: Insn | None) -> None:
+    """check_stack_write_var_off: any byte in range may be written.
+
+    Spills in range are scrubbed to misc bytes, except a spilled zero when
+    zero is written (it stays); zero bytes stay zero when zero is written.
+    """
     min_off = reg.scalar.smin + off
     max_off = reg.scalar.smax + off + size
     value = v.cur.regs[value_regno] if value_regno >= 0 else None
     zero = (value is not None and value.is_const and value.const_value == 0) or (
         value is None and st_imm is not None and st_imm.imm == 0)
-    writing_ptr = value is not None and value.is_pointer
+    if value is not None and value.is_pointer:
+        v.fail(errno.EACCES, "spilled ptr in range of var-offset stack write; insn "
+               f"{v.insn_idx}")
     for i in range(min_off, max_off):
         slot_no, spi = _slot_index(i)
         slot = state.stack[spi]
-        stype = slot.slot_type[slot_no % BPF_REG_SIZE]
-        if not v.allow_ptr_leaks and stype == SlotType.SPILL and slot.spilled is not None \
-                and slot.spilled.type != RegType.SCALAR_VALUE:
-            v.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack")
-        if writing_ptr:
-            v.fail(errno.EACCES, "spilled ptr in range of var-offset stack write; insn "
-                   f"{v.insn_idx}")
+        types = slot.slot_type
+        b = slot_no % BPF_REG_SIZE
+        v.scratch(-(spi + 1))
+        if not v.allow_ptr_leaks and types[b] not in (SlotType.MISC, SlotType.ZERO):
+            v.fail(errno.EINVAL, "spilled ptr in range of var-offset stack write; insn "
+                   f"{v.insn_idx}, ptr off: {i}")
+        spilled = slot.spilled
+        if (zero and types[b] == SlotType.SPILL and slot.is_spill and spilled is not None
+                and spilled.type == RegType.SCALAR_VALUE and spilled.is_const
+                and spilled.const_value == 0):
+            continue  # a spilled zero overwritten by zero stays a spilled zero
+        # scrub_special_slot: the spill (or dynptr/iter) is gone; its bytes are data.
         slot.spilled = None
-        if stype == SlotType.INVALID and not v.allow_uninit_stack:
-            v.fail(errno.EACCES, f"uninit stack in range of var-offset write prohibited for "
+        if types[BPF_REG_SIZE - 1] in _SPECIAL_SLOTS:
+            for j in range(BPF_REG_SIZE):
+                if types[j] != SlotType.INVALID:
+                    types[j] = SlotType.MISC
+        if types[b] == SlotType.INVALID and not v.allow_uninit_stack:
+            v.fail(errno.EINVAL, "uninit stack in range of var-offset write prohibited for "
                    f"!root; insn {v.insn_idx}, off: {i}")
-        new = SlotType.ZERO if zero and stype == SlotType.ZERO else SlotType.MISC
-        if stype == SlotType.INVALID and zero:
-            new = SlotType.MISC
-        slot.slot_type[slot_no % BPF_REG_SIZE] = new
+        types[b] = SlotType.ZERO if zero and types[b] == SlotType.ZERO else SlotType.MISC
+
+
+#: Slots whose last byte marks a whole-slot object (is_stack_slot_special).
+_SPECIAL_SLOTS = (SlotType.SPILL, SlotType.DYNPTR, SlotType.ITER, SlotType.IRQ_FLAG)
 
 
 def _reg_width(reg: RegState) -> int:
@@ -655,6 +901,7 @@ def check_stack_read(v: Verifier, regno: int, off: int, size: int, dst_regno: in
     # Variable offset: every byte in range must be initialized; the result is unknown.
     min_off = reg.scalar.smin + off
     max_off = reg.scalar.smax + off
+    v.liveness.mark_read(state.frameno, v.insn_idx, stack_slots_mask(min_off, max_off + size))
     zeros = True
     for i in range(min_off, max_off + size):
         slot_no, spi = _slot_index(i)
@@ -685,6 +932,7 @@ def _stack_read_fixed(v: Verifier, state: FuncState, off: int, size: int,
     types = slot.slot_type
     spilled = slot.spilled
     v.scratch(-(spi + 1))
+    v.liveness.mark_read(state.frameno, v.insn_idx, 1 << spi)
     regs = v.cur.regs
     if slot.is_spill and spilled is not None:
         spill_size = 1

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .liveness import frame_insn_idx
+from .scalar import BPF_ADD_CONST
 from .state import BPF_REG_SIZE, FuncState, RegState, SlotType, VerifierState
 from .tnum import tnum_in
 from .types import PTR_MAYBE_NULL, RegType, base_type
@@ -50,6 +52,7 @@ def _range_within(old: RegState, cur: RegState) -> bool:
 def _regs_exact(old: RegState, cur: RegState, idmap: _IdMap) -> bool:
     return (old.type == cur.type and old.off == cur.off and old.scalar == cur.scalar
             and old.map is cur.map and old.range == cur.range and old.frameno == cur.frameno
+            and old.btf_id == cur.btf_id  # PTR_TO_BTF_ID: which kernel struct
             and idmap.check(old.id, cur.id) and idmap.check(old.ref_obj_id, cur.ref_obj_id))
 
 
@@ -64,6 +67,10 @@ def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool) -> bool:
         return False
     t = base_type(old.type)
     if t == RegType.SCALAR_VALUE:
+        if (old.id & BPF_ADD_CONST) != (cur.id & BPF_ADD_CONST):
+            return False
+        if old.id & BPF_ADD_CONST and old.off != cur.off:
+            return False
         return (_range_within(old, cur) and tnum_in(old.scalar.var_off, cur.scalar.var_off)
                 and (not old.id or idmap.check(old.id, cur.id)))
     if t in (RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM,
@@ -106,6 +113,12 @@ def stacksafe(old: FuncState, cur: FuncState, idmap: _IdMap, exact: bool,
                 continue
             if ot != ct:
                 return False
+        if oslot.slot_type[0] == SlotType.ITER:
+            from .iters import iter_slots_equal
+
+            if cslot is None or not iter_slots_equal(oslot.spilled, cslot.spilled, idmap):
+                return False
+            continue
         if oslot.is_spill and oslot.spilled is not None:
             if cslot is None or cslot.spilled is None:
                 return False
@@ -114,12 +127,14 @@ def stacksafe(old: FuncState, cur: FuncState, idmap: _IdMap, exact: bool,
     return True
 
 
-def func_states_equal(v: Verifier, old: FuncState, cur: FuncState, idmap: _IdMap,
-                      exact: bool) -> bool:
+def func_states_equal(v: Verifier, old: FuncState, cur: FuncState, insn_idx: int,
+                      idmap: _IdMap, exact: bool) -> bool:
+    """Only registers live at ``insn_idx`` matter (insn_aux.live_regs_before)."""
     if old.callsite != cur.callsite:
         return False
-    for o, c in zip(old.regs, cur.regs, strict=True):
-        if not regsafe(o, c, idmap, exact):
+    live = v.live_regs_before[insn_idx] if v.live_regs_before else 0xFFFF
+    for i, (o, c) in enumerate(zip(old.regs, cur.regs, strict=True)):
+        if live >> i & 1 and not regsafe(o, c, idmap, exact):
             return False
     return stacksafe(old, cur, idmap, exact, v.allow_uninit_stack)
 
@@ -129,9 +144,15 @@ def states_equal(v: Verifier, old: VerifierState, cur: VerifierState, exact: boo
         return False
     if old.active_locks != cur.active_locks or len(old.refs) != len(cur.refs):
         return False
+    if old.active_rcu_lock != cur.active_rcu_lock:
+        return False
     idmap = _IdMap()
+    if not idmap.check(old.active_lock_id, cur.active_lock_id) or \
+            old.active_lock_ptr is not cur.active_lock_ptr:
+        return False
     for (oid, _, _), (cid, _, _) in zip(old.refs, cur.refs, strict=True):
         if not idmap.check(oid, cid):
             return False
-    return all(func_states_equal(v, old.frames[i], cur.frames[i], idmap, exact)
+    return all(func_states_equal(v, old.frames[i], cur.frames[i], frame_insn_idx(old, i),
+                                 idmap, exact)
                for i in range(old.curframe + 1))

@@ -158,7 +158,7 @@ _JSGT, _JSGE, _JLT, _JLE, _JSLT, _JSLE = 0x60, 0x70, 0xA0, 0xB0, 0xC0, 0xD0
 _JSET_REV = 0x48
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Scalar:
     """The numeric state of a scalar register (``bpf_reg_state`` bounds part).
 

@@ -14,6 +14,7 @@ as the kernel's.
 from __future__ import annotations
 
 import enum
+import operator
 from typing import Any
 
 from .scalar import SCALAR_UNKNOWN, Scalar, format_scalar_ranges, mark_reg_known
@@ -333,6 +334,11 @@ class FuncState:
             if not print_all and scratched is not None and -(spi + 1) not in scratched:
                 continue
             off = -(spi + 1) * BPF_REG_SIZE
+            if types[0] == SlotType.ITER:
+                from .iters import format_iter_slot
+
+                out += format_iter_slot(off, slot.spilled)
+                continue
             # Slot bytes print in slot_type order; a spill prints the bytes before
             # the first spilled one, then the register.
             chars = "".join(SLOT_CHARS[t] for t in types)
@@ -346,18 +352,29 @@ class FuncState:
         return out
 
 
+#: The register fields states_maybe_looping compares (all but liveness and precision).
+_LOOP_KEY_FIELDS = operator.attrgetter("type", "off", "scalar", "id", "ref_obj_id", "map",
+                                       "range", "mem_size", "btf_id", "extra")
+
+
 class VerifierState:
     """One path's state: the call frames and the references it holds."""
 
     __slots__ = (
+        "active_lock_id",
+        "active_lock_ptr",
         "active_locks",
+        "active_rcu_lock",
         "branches",
+        "cleaned",
         "curframe",
         "fp",
         "frames",
+        "hit_cnt",
         "insn_idx",
         "loop_entry",
         "may_goto_depth",
+        "miss_cnt",
         "parent",
         "refs",
         "speculative",
@@ -369,13 +386,24 @@ class VerifierState:
         #: Acquired references: (id, insn index, kind).
         self.refs: list[tuple[int, int, str]] = []
         self.active_locks = 0
+        #: The held bpf_spin_lock: the id of the map value register and its map.
+        self.active_lock_id = 0
+        self.active_lock_ptr: Any = None
+        #: Inside bpf_rcu_read_lock() .. bpf_rcu_read_unlock() (kfuncs; no nesting).
+        self.active_rcu_lock = False
         self.speculative = False
         self.branches = 0
+        #: Dead registers and slots were forgotten (liveness.clean_verifier_state).
+        self.cleaned = False
+        #: An explored state's record (bpf_verifier_state_list): prunes it made,
+        #: and visits it failed to prune (it is dropped when it keeps missing).
+        self.hit_cnt = 0
+        self.miss_cnt = 0
         self.insn_idx = 0
         self.parent: VerifierState | None = None
         self.loop_entry = None
         self.may_goto_depth = 0
-        #: The fingerprint of an explored state (set when it is stored).
+        #: An explored state's loop_key (set when it is stored).
         self.fp: tuple[object, ...] | None = None
 
     def copy(self) -> VerifierState:
@@ -384,8 +412,14 @@ class VerifierState:
         v.curframe = self.curframe
         v.refs = list(self.refs)
         v.active_locks = self.active_locks
+        v.active_lock_id = self.active_lock_id
+        v.active_lock_ptr = self.active_lock_ptr
+        v.active_rcu_lock = self.active_rcu_lock
         v.speculative = self.speculative
         v.branches = 0
+        v.cleaned = False
+        v.hit_cnt = 0
+        v.miss_cnt = 0
         v.insn_idx = self.insn_idx
         v.parent = self.parent
         v.loop_entry = self.loop_entry
@@ -401,26 +435,12 @@ class VerifierState:
     def regs(self) -> list[RegState]:
         return self.frames[self.curframe].regs
 
-    def fingerprint(self) -> tuple[object, ...]:
-        """A key equal for two states exactly when they are equal (ids renamed in
-        order of appearance, as check_ids allows): loop detection compares these."""
-        ids: dict[int, int] = {}
-
-        def rid(i: int) -> int:
-            return ids.setdefault(i, len(ids) + 1) if i else 0
-
-        def reg(r: RegState) -> tuple[object, ...]:
-            return (r.type, r.off, r.scalar, rid(r.id), rid(r.ref_obj_id), id(r.map), r.range,
-                    r.frameno, r.mem_size, r.extra)
-
-        parts: list[object] = [self.curframe, self.active_locks, self.may_goto_depth,
-                               tuple(rid(r[0]) for r in self.refs)]
-        for f in self.frames:
-            parts.append((f.callsite, tuple(reg(r) for r in f.regs)))
-            parts.append(tuple((tuple(s.slot_type),
-                                reg(s.spilled) if s.is_spill and s.spilled is not None else None)
-                               for s in f.stack))
-        return tuple(parts)
+    def loop_key(self) -> tuple[object, ...]:
+        """states_maybe_looping as a key: the call chain and the current frame's
+        registers byte for byte (the kernel's memcmp up to ``frameno``). Only
+        explored states with the same key can be an exact repeat of this one."""
+        regs = tuple(map(_LOOP_KEY_FIELDS, self.frames[self.curframe].regs))
+        return (self.curframe, tuple(f.callsite for f in self.frames), regs)
 
     def format(self, scratched: set[int] | None = None, print_all: bool = True) -> str:
         f = self.frames[self.curframe]

@@ -60,7 +60,7 @@ __all__ = [
 _M = U64_MAX
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Tnum:
     """``struct tnum``: 64-bit ``value`` and ``mask`` (a set bit of mask is unknown).
 

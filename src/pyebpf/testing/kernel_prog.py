@@ -1,0 +1,303 @@
+"""Programs and whole objects on the real kernel, for differential tests.
+
+:mod:`pyebpf.testing.kernel` runs map commands on the kernel; this module adds
+what a program needs: :func:`kernel_prog_load` (PROG_LOAD, retried with a log
+on failure as libbpf does, raising :class:`~pyebpf.errors.VerifierError`
+with the kernel's log), :func:`kernel_test_run` (PROG_TEST_RUN with the
+packet and ctx buffers), and :class:`KernelCollection`, the kernel twin of
+:class:`pyebpf.Collection`: the maps of an :class:`~pyebpf.elf.ObjectSpec`
+created with the same MAP_CREATE records, global data written and frozen,
+programs loaded with the kernel's map fds patched in, and program-array and
+map-in-map slots filled by the same conventions. Nothing is pinned on the
+kernel side, so a test leaves no trace in /sys/fs/bpf.
+
+Kernel fds are real fds of the test process: close what you create
+(``KernelCollection`` is a context manager).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+
+from ..attr import MapCreateAttr, MapElemAttr, MapFdAttr, ProgLoadAttr, UserPtr
+from ..elf.loader import kernel_object_name
+from ..elf.spec import MapSpec, ObjectSpec, ProgramSpec
+from ..errors import BpfError, VerifierError
+from ..uapi import Cmd, MapFlags, MapType, ProgType
+from .kernel import _syscall, kernel_bpf
+
+__all__ = ["KernelCollection", "KernelRun", "kernel_prog_load", "kernel_test_run",
+           "on_cpu"]
+
+#: The kernel log buffer for a failed load (libbpf retries with 16 MiB; programs
+#: under test are small).
+LOG_SIZE = 1 << 22
+#: Room for a packet to grow in a test run (bpf_xdp_adjust_tail, skb_change_tail).
+DATA_OUT_SLACK = 4096
+#: The largest ctx_out a test run may write (struct __sk_buff is 192 bytes).
+CTX_OUT_SIZE = 1024
+
+
+def kernel_prog_load(prog_type: int, insns: bytes, *, license: str = "GPL",
+                     expected_attach_type: int = 0, prog_flags: int = 0,
+                     name: str = "", kern_version: int = 0) -> int:
+    """PROG_LOAD on the kernel; the fd, or VerifierError/BpfError with the kernel's
+    errno (and, for a verifier rejection, its log at level 1)."""
+    attr = ProgLoadAttr(prog_type=int(prog_type), insns=bytes(insns),
+                        insn_cnt=len(insns) // 8, license=license.encode() + b"\0",
+                        expected_attach_type=expected_attach_type, prog_flags=prog_flags,
+                        prog_name=name.encode()[:15], kern_version=kern_version,
+                        log_buf=None)
+    try:
+        return int(kernel_bpf(Cmd.PROG_LOAD, attr))
+    except BpfError as first:
+        log_buf = ctypes.create_string_buffer(LOG_SIZE)
+        retry = attrs.evolve(attr, log_level=1, log_size=LOG_SIZE,
+                             log_buf=UserPtr(ctypes.addressof(log_buf)))
+        try:
+            return int(kernel_bpf(Cmd.PROG_LOAD, retry))  # accepted when logging: keep it
+        except BpfError as e:
+            log = log_buf.value.decode(errors="replace")
+            reason = _last_reason(log) or (first.strerror or "")
+            if log:
+                raise VerifierError(e.errno or errno.EINVAL, reason, log) from None
+            raise BpfError(e.errno or errno.EINVAL, f"kernel: {reason}") from None
+
+
+def _last_reason(log: str) -> str:
+    """The verifier's reason: the last log line that is not a statistics line."""
+    for line in reversed(log.splitlines()):
+        if line.strip() and not line.startswith(("processed ", "verification time",
+                                                 "stack depth", "Validating")):
+            return line.strip()
+    return ""
+
+
+@attrs.frozen
+class KernelRun:
+    """What one kernel test run reported (as :class:`pyebpf.TestRunResult`)."""
+
+    retval: int
+    data_out: bytes
+    data_size_out: int
+    ctx_out: bytes | None
+    duration: int = 0
+
+
+def kernel_test_run(prog_fd: int, data: bytes | None, *, ctx: bytes | None = None,
+                    ctx_out: bool = False, repeat: int = 0, flags: int = 0,
+                    cpu: int = 0) -> KernelRun:
+    """PROG_TEST_RUN on the kernel (BpfError with its errno on failure)."""
+    data = b"" if data is None else bytes(data)
+    keep: list[Any] = []
+
+    def buf(content: bytes, size: int) -> int:
+        b = ctypes.create_string_buffer(content, max(size, len(content), 1))
+        keep.append(b)
+        return ctypes.addressof(b)
+
+    out_size = len(data) + DATA_OUT_SLACK
+    out_buf = ctypes.create_string_buffer(out_size)
+    attr = bytearray(80)
+    struct.pack_into("<IIIIQQII", attr, 0, prog_fd, 0, len(data), out_size,
+                     buf(data, len(data)) if data else 0, ctypes.addressof(out_buf), repeat, 0)
+    if ctx is not None:
+        struct.pack_into("<IxxxxQ", attr, 40, len(ctx), buf(ctx, len(ctx)))
+    ctx_buf = None
+    if ctx_out or ctx is not None:
+        ctx_buf = ctypes.create_string_buffer(CTX_OUT_SIZE)
+        keep.append(ctx_buf)
+        struct.pack_into("<I", attr, 44, CTX_OUT_SIZE)
+        struct.pack_into("<Q", attr, 56, ctypes.addressof(ctx_buf))
+    struct.pack_into("<II", attr, 64, flags, cpu)
+    raw = ctypes.create_string_buffer(bytes(attr), len(attr))
+    _, err = _syscall(Cmd.PROG_TEST_RUN, raw, len(raw))
+    if err:
+        raise BpfError(err, f"kernel: PROG_TEST_RUN failed with {errno.errorcode.get(err, err)}")
+    retval, _, size_out = struct.unpack_from("<III", raw.raw, 4)
+    duration = struct.unpack_from("<I", raw.raw, 36)[0]
+    ctx_size_out = struct.unpack_from("<I", raw.raw, 44)[0]
+    return KernelRun(retval=retval, data_out=out_buf.raw[:size_out], data_size_out=size_out,
+                     ctx_out=ctx_buf.raw[:ctx_size_out] if ctx_buf is not None else None,
+                     duration=duration)
+
+
+@contextmanager
+def on_cpu(cpu: int) -> Iterator[None]:
+    """Run the body on one CPU: the kernel's test runs and per-CPU map slots use the
+    CPU the calling thread is on, pyebpf's the runtime's ``cpu``."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+class KernelMap:
+    """A kernel map created from a MapSpec: its fd and sizes."""
+
+    def __init__(self, fd: int, spec: MapSpec) -> None:
+        self.fd = fd
+        self.spec = spec
+        self.name = spec.name
+
+    def _sizes(self) -> dict[str, int]:
+        return {"key_size": self.spec.key_size, "value_size": self.spec.value_size,
+                "map_type": self.spec.type}
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        kernel_bpf(Cmd.MAP_UPDATE_ELEM, MapElemAttr(map_fd=self.fd, key=key, value=value,
+                                                    flags=flags), **self._sizes())
+
+    def lookup(self, key: bytes) -> bytes:
+        return bytes(kernel_bpf(Cmd.MAP_LOOKUP_ELEM, MapElemAttr(map_fd=self.fd, key=key),
+                                **self._sizes()))
+
+    def delete(self, key: bytes) -> None:
+        kernel_bpf(Cmd.MAP_DELETE_ELEM, MapElemAttr(map_fd=self.fd, key=key), **self._sizes())
+
+    def keys(self) -> Iterator[bytes]:
+        key: bytes | None = None
+        while True:
+            try:
+                key = bytes(kernel_bpf(Cmd.MAP_GET_NEXT_KEY,
+                                       MapElemAttr(map_fd=self.fd, key=key), **self._sizes()))
+            except BpfError as e:
+                if e.errno == errno.ENOENT:
+                    return
+                raise
+            yield key
+
+    __iter__ = keys
+
+
+class KernelCollection:
+    """The maps and programs of an ObjectSpec, created on the real kernel."""
+
+    def __init__(self, spec: ObjectSpec) -> None:
+        self.spec = spec
+        self.maps: dict[str, KernelMap] = {}
+        self.programs: dict[str, int] = {}
+        self._extra_fds: list[int] = []
+
+    @classmethod
+    def from_spec(cls, spec: ObjectSpec, *, programs: Iterable[str] | None = None,
+                  prog_types: dict[str, Any] | None = None,
+                  tail_calls: bool = True) -> KernelCollection:
+        """Create every map and load ``programs`` (default: all) on the kernel."""
+        kc = cls(spec)
+        try:
+            for name in spec.maps:
+                kc._create(name, set())
+            wanted = list(spec.programs) if programs is None else list(programs)
+            for n in wanted:
+                kc.programs[n] = kc._load(spec.program(n), prog_types or {})
+            kc._fill_slots(tail_calls)
+        except BaseException:
+            kc.close()
+            raise
+        return kc
+
+    def _create(self, name: str, creating: set[str]) -> KernelMap:
+        if name in self.maps:
+            return self.maps[name]
+        if name in creating:
+            raise BpfError(errno.ELOOP, f"map '{name}': inner map definitions form a loop")
+        creating.add(name)
+        ms = self.spec.maps[name]
+        inner_fd = 0
+        if ms.inner_map_name is not None:
+            inner_fd = self._create(ms.inner_map_name, creating).fd
+        template = None
+        if ms.inner is not None:
+            template = self._create_fd(ms.inner, 0)
+            inner_fd = template
+        try:
+            fd = self._create_fd(ms, inner_fd)
+        finally:
+            if template is not None:
+                os.close(template)
+        km = KernelMap(fd, ms)
+        self.maps[name] = km
+        if ms.data is not None:
+            km.update(bytes(4), ms.data)
+            if ms.freeze:
+                kernel_bpf(Cmd.MAP_FREEZE, MapFdAttr(map_fd=fd))
+        return km
+
+    @staticmethod
+    def _create_fd(ms: MapSpec, inner_fd: int) -> int:
+        attr = MapCreateAttr(
+            map_type=ms.type, key_size=ms.key_size, value_size=ms.value_size,
+            max_entries=ms.max_entries, map_flags=ms.flags, inner_map_fd=inner_fd,
+            numa_node=ms.numa_node if ms.flags & MapFlags.NUMA_NODE else 0,
+            map_name=ms.kernel_name or kernel_object_name(ms.name), map_extra=ms.map_extra)
+        try:
+            return int(kernel_bpf(Cmd.MAP_CREATE, attr))
+        except BpfError as e:
+            raise BpfError(e.errno or errno.EINVAL,
+                           f"kernel: {ms.describe()}: create failed") from None
+
+    def _load(self, ps: ProgramSpec, prog_types: dict[str, Any]) -> int:
+        ptype: Any = prog_types.get(ps.name, prog_types.get(ps.section))
+        eat = ps.expected_attach_type
+        if ptype is None:
+            ptype = ps.prog_type
+        elif isinstance(ptype, tuple):
+            ptype, eat = ptype
+        else:
+            eat = 0 if ps.prog_type is None or ProgType(ptype) != ps.prog_type else eat
+        if ptype is None:
+            raise BpfError(errno.EINVAL, f"program '{ps.name}': unknown program type")
+        insns = bytearray(ps.insns)
+        for ref in ps.map_refs:
+            km = self.maps[ref.map]
+            struct.pack_into("<I", insns, ref.insn * 8 + 4, km.fd)
+            if ref.kind == "value":
+                struct.pack_into("<I", insns, ref.insn * 8 + 12, ref.offset & 0xFFFF_FFFF)
+        return kernel_prog_load(int(ptype), bytes(insns), license=ps.license or "GPL",
+                                expected_attach_type=eat, prog_flags=ps.prog_flags,
+                                name=kernel_object_name(ps.name), kern_version=ps.kern_version)
+
+    def _fill_slots(self, tail_calls: bool) -> None:
+        for ms in self.spec.maps.values():
+            for slot, target in sorted(ms.init_slots.items()):
+                if ms.type == MapType.PROG_ARRAY:
+                    if target not in self.programs:
+                        continue
+                    fd = self.programs[target]
+                else:
+                    fd = self.maps[target].fd
+                self.maps[ms.name].update(slot.to_bytes(ms.key_size or 4, "little"),
+                                          struct.pack("<I", fd))
+        if not tail_calls:
+            return
+        for name, fd in self.programs.items():
+            slot = self.spec.programs[name].tail_call_slot
+            if slot is not None and slot[0] in self.maps:
+                ms = self.spec.maps[slot[0]]
+                self.maps[ms.name].update(slot[1].to_bytes(ms.key_size or 4, "little"),
+                                          struct.pack("<I", fd))
+
+    def close(self) -> None:
+        for fd in self.programs.values():
+            os.close(fd)
+        self.programs.clear()
+        for km in self.maps.values():
+            os.close(km.fd)
+        self.maps.clear()
+
+    def __enter__(self) -> KernelCollection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
