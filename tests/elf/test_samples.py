@@ -39,8 +39,8 @@ pytestmark = pytest.mark.skipif(not LABELS.exists(), reason="../shared/samples i
 #: Programs the kernel needed more than this many instructions to verify take
 #: pyebpf's verifier seconds; PYEBPF_SLOW_SAMPLES=1 includes them.
 QUICK_LIMIT = 10_000
-STRUCTURAL_FLOOR = 158
-KERNEL_AGREEMENT_FLOOR = 155
+STRUCTURAL_FLOOR = 207
+KERNEL_AGREEMENT_FLOOR = 225
 
 
 def _labels() -> list[dict]:

@@ -656,10 +656,16 @@ def tcx_ops(s: Side, ops: list[list[Any]]) -> list[Any]:
     links: list[str] = []
 
     def rel(flags: int, name: str | None) -> int:
+        """The relative fd or id: of a program, or with BPF_F_LINK of one of the
+        links made so far (the one the program's number picks)."""
         if name is None:
             return 0
         if flags & F.LINK:
-            return s.prog_id(s.fds[name]) if flags & F.ID else s.fds[name]
+            live = [k for k in links if k]
+            if not live:
+                return 0
+            link = live[TCX_PROGS.index(name) % len(live)] if name in TCX_PROGS else name
+            return s.prog_id(s.fds[link]) if flags & F.ID else s.fds[link]
         return s.prog_id(s.prog(name)) if flags & F.ID else s.prog(name)
 
     for op in ops:
@@ -677,8 +683,10 @@ def tcx_ops(s: Side, ops: list[list[Any]]) -> list[Any]:
             _, prog, flags, li = op
             target = links[li % len(links)] if li is not None and links else None
             name = f"K{len(links)}"
+            # a link as the relative one only with BPF_F_LINK: ids of one kind read
+            # as the other differ between the two sides
             s.link_create(prog, lo, ING, keep=name, flags=flags,
-                          relative_fd=rel(flags | F.LINK, target) if target else 0)
+                          relative_fd=rel(flags, target) if target and flags & F.LINK else 0)
             if name in s.fds:
                 links.append(name)
             else:
@@ -687,6 +695,46 @@ def tcx_ops(s: Side, ops: list[list[Any]]) -> list[Any]:
             name = links[op[1] % len(links)]
             s.link_detach(name)
         s.record_query(lo, ING)
+    return s.out
+
+
+#: What the generated cgroup operations draw from.
+CG_DIRS = ("p", "p/c", "p/c/g")
+CG_PROGS = ("ing1", "ing2", "ing3")
+CG_FLAGS = (0, F.ALLOW_OVERRIDE, F.ALLOW_MULTI, F.ALLOW_MULTI | F.REPLACE,
+            F.ALLOW_MULTI | F.PREORDER, F.ALLOW_MULTI | F.BEFORE, F.ALLOW_MULTI | F.AFTER,
+            F.ALLOW_OVERRIDE | F.ALLOW_MULTI, F.REPLACE)
+
+
+def cgroup_ops(s: Side, ops: list[list[Any]]) -> list[Any]:
+    """Generated operations on a three-level cgroup hierarchy's ingress hook:
+    ["attach", dir, prog, flags, replaced prog or None], ["detach", dir, prog or
+    None], ["link", dir, prog, flags], ["unlink", link index]; after each, the
+    attached list of the directory and the effective list of the deepest one."""
+    ING = A.CGROUP_INET_INGRESS
+    fds = {d: s.cgroup_fd(d) for d in CG_DIRS}
+    links: list[str] = []
+    for op in ops:
+        kind, d = op[0], op[1] if len(op) > 1 else CG_DIRS[0]
+        if kind == "attach":
+            _, d, prog, flags, replaced = op
+            s.prog_attach(prog, ING, fds[d], attach_flags=flags,
+                          replace_bpf_fd=s.prog(replaced) if replaced else BAD_FD)
+        elif kind == "detach":
+            _, d, prog = op
+            s.prog_detach(prog, ING, fds[d])
+        elif kind == "link":
+            _, d, prog, flags = op
+            name = f"K{len(links)}"
+            s.link_create(prog, fds[d], ING, keep=name, flags=flags)
+            links.append(name if name in s.fds else "")
+        elif kind == "unlink":
+            live = [k for k in links if k]
+            d = CG_DIRS[0]
+            if live:
+                s.link_detach(live[op[1] % len(live)])
+        s.record_query(fds[d], ING)
+        s.record_query(fds[CG_DIRS[-1]], ING, query_flags=1)
     return s.out
 
 

@@ -144,9 +144,11 @@ class MprogEntry:
         return slot.prog is prog and (link is None or slot.link is link)
 
     def _pos_exact(self, prog: BpfProg | None, link: BpfLink | None) -> int:
+        """bpf_mprog_pos_exact: the program's index; a program that a link other
+        than ``link`` (or a link, for none) put there is EBUSY."""
         for i, s in enumerate(self.slots):
-            if self._match(s, prog, link):
-                return i
+            if s.prog is prog:
+                return i if s.link is link else -errno.EBUSY
         return -errno.ENOENT
 
     def _pos_before(self, prog: BpfProg | None, link: BpfLink | None) -> int:
@@ -202,8 +204,6 @@ class MprogEntry:
         elif len(self.slots) == BPF_MPROG_MAX:
             _fail(-errno.ERANGE)
         idx, flags = self._position(flags, idx, rprog, rlink)
-        if flags & AttachFlags.REPLACE and self.slots[idx].link is not None and link is None:
-            raise BpfError(errno.EBUSY, "a link's program is replaced through the link")
         if link is None:  # a link holds its program; a slot of its own holds a reference
             prog.hold()
         slot = MprogSlot(prog, link)
