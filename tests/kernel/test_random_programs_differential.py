@@ -17,6 +17,7 @@ tests keep looking for new ones.
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -34,8 +35,9 @@ pytestmark = pytest.mark.kernel
 
 #: Examples per program type: the file must stay well under 20 s on a loaded machine.
 EXAMPLES = 60
-#: Left out of random XDP programs: test_xdp_test_run_ingress_ifindex_is_the_loopback.
-XDP_EXCLUDED_CTX = ("ingress_ifindex",)
+#: ctx fields left out of random XDP programs (none: egress_ifindex is never
+#: generated, it is readable only by devmap programs).
+XDP_EXCLUDED_CTX: tuple[str, ...] = ()
 
 
 def _run_both(gp: GeneratedProgram, packet: bytes, ctx: bytes | None) -> None:
@@ -101,24 +103,24 @@ def _case(prog_type: ProgType, text: str, packet: bytes = FRAME,
         runner.run(prog, packet, ctx=ctx)
 
 
-@pytest.mark.xfail(strict=True, reason="pyebpf's XDP test run has no rxq device: ingress_ifindex "
-                   "reads 0 where the kernel's test run (the loopback rxq) gives 1; "
-                   "progs/xdp.py _test_run")
 def test_xdp_test_run_ingress_ifindex_is_the_loopback() -> None:
     _case(ProgType.XDP, "ldxw %r0, [%r1+12]\nexit")
 
 
-@pytest.mark.xfail(strict=True, reason="pyebpf accepts an xdp_md ctx_in whose metadata leaves "
-                   "less than an Ethernet header of packet; the kernel says EINVAL; "
-                   "progs/xdp.py _test_run")
-def test_xdp_ctx_in_metadata_must_leave_an_ethernet_header() -> None:
-    packet = bytes(range(20))
-    _case(ProgType.XDP, "mov %r0, 2\nexit", packet, ctx={"data": 8, "data_end": len(packet)})
+@pytest.mark.parametrize(("size", "meta", "ok"), [(20, 8, False), (22, 8, True),
+                                                 (300, 216, True), (300, 220, False)])
+def test_xdp_ctx_in_metadata_must_leave_an_ethernet_header_and_an_xdp_frame(
+        size: int, meta: int, ok: bool) -> None:
+    """Both sides accept or both refuse (EINVAL) the same ctx_in."""
+    packet = bytes(i & 0xFF for i in range(size))
+    if ok:
+        _case(ProgType.XDP, "mov %r0, 2\nexit", packet, ctx={"data": meta, "data_end": size})
+        return
+    with pytest.raises(BpfError) as refused:
+        _case(ProgType.XDP, "mov %r0, 2\nexit", packet, ctx={"data": meta, "data_end": size})
+    assert refused.value.errno == errno.EINVAL
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="pyebpf's verifier lets a plain XDP program read xdp_md.egress_ifindex;"
-                          " the kernel's xdp_is_valid_access allows it only for BPF_XDP_DEVMAP")
 def test_xdp_egress_ifindex_is_only_for_devmap_programs() -> None:
     from pyebpf.testing.rejection import assert_rejected
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ..progs.xdp import XDP_FRAME_SIZE, XDP_META_MAX
 from ..uapi import ProgType
 from . import register_helper
 from ._util import M32, ctx_object, neg, skb_arg
@@ -44,10 +45,6 @@ BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH = 1 << 0, 1 << 1
 BPF_F_INGRESS = 1 << 0
 TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
 XDP_ABORTED, XDP_REDIRECT = 0, 4
-#: sizeof(struct xdp_frame): the head of an XDP buffer no adjustment may reach.
-XDP_FRAME_SIZE = 40
-#: type_max(skb_shared_info.meta_len), a u8.
-XDP_META_MAX = 255
 
 _CTX_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING))
 _CTX_ANY_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTHING))

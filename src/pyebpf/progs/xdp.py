@@ -9,7 +9,7 @@ inside the same region. ``xdp_md`` is read-only to the program.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 __all__ = ["XDP_MD", "XdpBuff", "run_on_xdp", "xdp_frame"]
 
 XDP_PACKET_HEADROOM = 256
+#: sizeof(struct xdp_frame), kept at the head of the buffer; metadata at most
+#: what skb_shared_info's u8 meta_len holds.
+XDP_FRAME_SIZE = 40
+XDP_META_MAX = 255
+LOOPBACK_IFINDEX = 1
 #: SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86-64.
 XDP_TAILROOM = 320
 #: Program returns the kernel treats as actions (others are "invalid" but returned as is).
@@ -111,9 +116,13 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     meta_len = 0
     if ctx is not None:
         md = {f.name: int.from_bytes(ctx[f.offset:f.end], "little") for f in XDP_MD.fields}
-        # There can't be user data before the metadata; metadata is 4-byte multiples <= 32.
-        if md["data_meta"] or md["data_end"] != size or md["data"] > md["data_end"] \
-                or md["data"] % 4 or md["data"] > 32:
+        # There can't be user data before the metadata; metadata is whole u32s
+        # (at most a u8's worth, xdp_metalen_invalid) taken from the headroom,
+        # which must still hold a struct xdp_frame, and leaves an Ethernet header.
+        meta = md["data"]
+        if md["data_meta"] or md["data_end"] != size or meta > md["data_end"] \
+                or meta % 4 or meta > XDP_META_MAX \
+                or meta > XDP_PACKET_HEADROOM - XDP_FRAME_SIZE or size - meta < ETH_HLEN:
             raise BpfError(errno.EINVAL, "invalid xdp_md in ctx_in")
         if md["egress_ifindex"]:
             raise BpfError(errno.EINVAL, "egress_ifindex must be 0")
@@ -136,7 +145,10 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
         raise BpfError(errno.EINVAL, f"packet of {size} bytes: XDP test runs take "
                        f"{ETH_HLEN}..{max_data}")
     xdp, region, buf = xdp_frame(rt, packet, headroom=headroom, meta_len=meta_len)
-    if ctx is not None:
+    # The frame arrives on the loopback device's first rx queue unless ctx_in
+    # names another device.
+    xdp.ingress_ifindex = LOOPBACK_IFINDEX
+    if ctx is not None and int.from_bytes(ctx[12:16], "little"):
         xdp.ingress_ifindex = int.from_bytes(ctx[12:16], "little")
         xdp.rx_queue_index = int.from_bytes(ctx[16:20], "little")
     base = region.base
@@ -157,6 +169,24 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     return test_finish(rt, attr, result)
 
 
+# RegType values (pyebpf.verifier.types), spelled here to keep progs free of the verifier.
+_SCALAR, _PTR_TO_PACKET_META, _PTR_TO_PACKET, _PTR_TO_PACKET_END = 1, 7, 8, 9
+_PACKET_REGS = {XDP_MD["data"].offset: _PTR_TO_PACKET,
+                XDP_MD["data_meta"].offset: _PTR_TO_PACKET_META,
+                XDP_MD["data_end"].offset: _PTR_TO_PACKET_END}
+
+
+def xdp_is_valid_access(off: int, size: int, write: bool, prog: Any) -> int | None:
+    """xdp_is_valid_access: aligned u32 reads only; egress_ifindex only for
+    programs run from a devmap (BPF_XDP_DEVMAP)."""
+    if off == XDP_MD["egress_ifindex"].offset and \
+            getattr(prog, "expected_attach_type", 0) != AttachType.XDP_DEVMAP:
+        return None
+    if write or off < 0 or off >= XDP_MD.size or off % size or size != 4:
+        return None
+    return _PACKET_REGS.get(off, _SCALAR)
+
+
 def _check_attach(attr: object) -> None:
     eat = getattr(attr, "expected_attach_type", 0)
     allowed = (0, AttachType.XDP, AttachType.XDP_DEVMAP, AttachType.XDP_CPUMAP)
@@ -165,4 +195,5 @@ def _check_attach(attr: object) -> None:
 
 
 register_prog_type(ProgTypeOps(ProgType.XDP, ctx=XDP_MD, test_run=_test_run,
-                               check_attach=_check_attach))
+                               check_attach=_check_attach,
+                               is_valid_access=xdp_is_valid_access))
