@@ -1,30 +1,30 @@
 """The tutorial notebook in the browser: pyebpf in Pyodide, no install.
 
 A learner should need nothing but a browser: pyebpf is pure Python. This test
-serves Pyodide (the ``pyodide`` package of the npm registry), a pyebpf wheel
-built from this checkout (or, without hatchling, the package as a wheel lays
-it out) and its two dependencies (attrs and pyelftools, as
-installed here) from a localhost HTTP server, drives headless Chromium
-(Debian's ``chromium``) to a page that unpacks them into Pyodide's
-site-packages and runs the notebook's code cells, and compares what each cell
-printed with the outputs saved in the notebook.
+serves Pyodide (the ``pyodide`` package of the npm registry) and wheels of
+micropip, pyebpf (built from this checkout) and its two dependencies (attrs and
+pyelftools, the versions installed here) from a localhost HTTP server, drives
+headless Chromium (Debian's ``chromium``) to a page that loads micropip,
+installs the wheels with it, runs the notebook's code cells, and compares what
+each cell printed with the outputs saved in the notebook.
 
-Skipped cleanly without Chromium or without Pyodide; to set them up::
+Skipped cleanly without Chromium, without Pyodide, or where the wheels can't be
+had; to set them up::
 
     apt-get install chromium
     npm install --prefix ~/.cache/pyebpf/pyodide pyodide@0.27
 
 (``PYEBPF_PYODIDE`` may point to another directory holding ``pyodide.js``.)
-The wheels are unpacked with ``pyodide.unpackArchive`` rather than micropip:
-micropip is not part of the npm package (Pyodide fetches it from its CDN), and
-the test must not need the internet.
+micropip is not part of the npm package (Pyodide fetches it from its CDN), so
+its wheel and its dependency's come from the PyPI registry once, by pip, and
+are kept in ``~/.cache/pyebpf/wheels``; the page itself needs no internet.
 """
 
 from __future__ import annotations
 
 import http.server
+import importlib.metadata
 import importlib.util
-import io
 import json
 import os
 import queue
@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,8 +45,13 @@ NOTEBOOK = ROOT / "docs" / "notebooks" / "tutorial.ipynb"
 PAGE = Path(__file__).parent / "browser" / "index.html"
 PYODIDE = Path(os.environ.get(
     "PYEBPF_PYODIDE", Path.home() / ".cache" / "pyebpf" / "pyodide" / "node_modules" / "pyodide"))
-#: pyebpf's dependencies, by the top-level modules they install.
-DEPENDENCIES = ("attr", "attrs", "elftools")
+#: pyebpf's dependencies (installed here, so their versions are known).
+DEPENDENCIES = ("attrs", "pyelftools")
+#: micropip and its dependency, the versions Pyodide 0.27 ships.
+BOOTSTRAP = ("packaging==24.2", "micropip==0.9.0")
+#: The Python the wheels are for: Pyodide 0.27's.
+PYODIDE_PYTHON = "3.12"
+WHEELS = Path.home() / ".cache" / "pyebpf" / "wheels"
 TIMEOUT = 300
 
 
@@ -68,37 +72,36 @@ def _code_cells() -> list[tuple[str, str]]:
     return cells
 
 
-def _zip_installed(modules: tuple[str, ...]) -> bytes:
-    """The installed pure-Python packages as one zip whose root is site-packages."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in modules:
-            spec = importlib.util.find_spec(name)
-            assert spec is not None and spec.origin, f"{name} is not installed"
-            root = Path(spec.origin).parent
-            for f in sorted(root.rglob("*")):
-                if f.is_file() and "__pycache__" not in f.parts:
-                    z.write(f, f"{name}/{f.relative_to(root).as_posix()}")
-    return buf.getvalue()
+def _download(requirements: list[str]) -> list[Path]:
+    """Wheels of ``requirements`` (pinned), from the cache or the registry; skips
+    the test when they can't be had."""
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                           "--only-binary=:all:", "--python-version", PYODIDE_PYTHON,
+                           "-d", str(WHEELS), *requirements],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    if proc.returncode:
+        pytest.skip(f"wheels of {requirements} are not to be had: {proc.stderr[-300:]}")
+    found = []
+    for req in requirements:
+        name, version = req.split("==")
+        (wheel,) = WHEELS.glob(f"{name.replace('-', '_')}-{version}-*.whl")
+        found.append(wheel)
+    return found
 
 
-def _pyebpf_archive(out: Path) -> bytes:
-    """pyebpf for site-packages: a wheel built from this checkout where hatchling (the
-    build backend) is importable, else the source package zipped as a wheel lays it
-    out. Neither needs the network."""
-    if importlib.util.find_spec("hatchling") is not None:
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                        "--no-build-isolation", "-w", str(out), str(ROOT)],
-                       check=True, capture_output=True, timeout=TIMEOUT)
-        (wheel,) = out.glob("pyebpf-*.whl")
-        return wheel.read_bytes()
-    buf = io.BytesIO()
-    src = ROOT / "src"
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted((src / "pyebpf").rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts:
-                z.write(f, f.relative_to(src).as_posix())
-    return buf.getvalue()
+def _pyebpf_wheel(out: Path) -> Path:
+    """A wheel of this checkout (the build backend from the venv when it is there,
+    else fetched by pip's isolated build)."""
+    isolation = [] if importlib.util.find_spec("hatchling") is None \
+        else ["--no-build-isolation"]
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+                           *isolation, "-w", str(out), str(ROOT)],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    if proc.returncode:
+        pytest.skip(f"no wheel of pyebpf could be built: {proc.stderr[-300:]}")
+    (wheel,) = out.glob("pyebpf-*.whl")
+    return wheel
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -125,11 +128,17 @@ def site(tmp_path):
         pytest.skip(f"Pyodide is not at {PYODIDE} "
                     "(npm install --prefix ~/.cache/pyebpf/pyodide pyodide@0.27)")
     root = tmp_path / "www"
-    root.mkdir()
+    (root / "wheels").mkdir(parents=True)
     shutil.copy(PAGE, root / "index.html")
     (root / "pyodide").symlink_to(PYODIDE)
-    (root / "pyebpf.whl").write_bytes(_pyebpf_archive(tmp_path / "dist"))
-    (root / "deps.zip").write_bytes(_zip_installed(DEPENDENCIES))
+    bootstrap = _download(list(BOOTSTRAP))
+    install = [*_download([f"{d}=={importlib.metadata.version(d)}" for d in DEPENDENCIES]),
+               _pyebpf_wheel(tmp_path / "dist")]
+    for wheel in (*bootstrap, *install):
+        shutil.copy(wheel, root / "wheels" / wheel.name)
+    (root / "wheels.json").write_text(json.dumps({
+        "bootstrap": [f"wheels/{w.name}" for w in bootstrap],
+        "install": [f"wheels/{w.name}" for w in install]}))
     (root / "cells.json").write_text(json.dumps([src for src, _ in _code_cells()]))
 
     def handler(*args, **kwargs):
