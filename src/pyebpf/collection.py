@@ -22,6 +22,8 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
+
 from .attr import MapCreateAttr, MapElemAttr, MapFdAttr, ObjPinAttr, ProgLoadAttr
 from .btf import Btf
 from .elf.core import POISON_HELPER
@@ -170,7 +172,7 @@ class Collection:
 
                     fd = create_struct_ops_map(self, ms, attr)
                 else:
-                    fd = self._bpf(Cmd.MAP_CREATE, attr)
+                    fd = self._create_with_btf(ms, attr)
             except BpfError as e:
                 raise BpfError(e.errno or errno.EINVAL,
                                f"{ms.describe()}: create failed: {e.strerror}") from None
@@ -190,6 +192,34 @@ class Collection:
             m.close()
             raise
         return m
+
+    def _object_btf_fd(self) -> int | None:
+        """The object's BTF loaded into the runtime once (libbpf's bpf_object__load_vmlinux
+        counterpart for the object itself), or None when there is none or it won't load."""
+        if not hasattr(self, "_btf_fd"):
+            self._btf_fd: int | None = None
+            if self.spec.btf is not None:
+                from .attr import BtfLoadAttr
+
+                try:
+                    self._btf_fd = int(self._bpf(Cmd.BTF_LOAD, BtfLoadAttr(btf=self.spec.btf.raw)))
+                except BpfError:
+                    self._btf_fd = None
+        return self._btf_fd
+
+    def _create_with_btf(self, ms: MapSpec, attr: MapCreateAttr) -> int:
+        """MAP_CREATE with the map's key and value types from the object's BTF (what
+        bpf_timer, bpf_spin_lock and kptr fields need), retrying without BTF when
+        the types are refused, as libbpf does."""
+        btf_fd = self._object_btf_fd() if ms.btf_value_type_id else None
+        if btf_fd is not None:
+            try:
+                return int(self._bpf(Cmd.MAP_CREATE, attrs.evolve(
+                    attr, btf_fd=btf_fd, btf_key_type_id=ms.btf_key_type_id,
+                    btf_value_type_id=ms.btf_value_type_id)))
+            except BpfError:
+                pass
+        return int(self._bpf(Cmd.MAP_CREATE, attr))
 
     def attach_struct_ops(self, name: str) -> int | None:
         """Register the struct_ops map ``name`` with its subsystem (libbpf's
@@ -287,6 +317,10 @@ class Collection:
         for m in self.maps.values():
             if m.fd >= 0:
                 m.close()
+        btf_fd = getattr(self, "_btf_fd", None)
+        if btf_fd is not None:
+            self.runtime.close(btf_fd)
+            self._btf_fd = None
 
     def __enter__(self) -> Collection:
         return self

@@ -25,6 +25,7 @@ from .clock import Clock
 from .errors import BpfError
 from .fib import Fib
 from .memory import AddressSpace, Region
+from .timers import TimerQueue
 
 __all__ = ["BpfObject", "FMode", "File", "ObjKind", "Runtime", "default_runtime"]
 
@@ -138,6 +139,8 @@ class Runtime:
         self.net_cls_classid = 0
         #: Routes, neighbours and forwarding settings bpf_fib_lookup consults.
         self.fib = Fib()
+        #: The bpf_timers programs initialised (fired by advance_clock/run_timers).
+        self.timers = TimerQueue()
         #: The last socket cookie handed out (sock_gen_cookie: 1, 2, ... on first use).
         self.last_socket_cookie = 0
         #: Packets programs sent to a device themselves (bpf_clone_redirect), in
@@ -267,6 +270,15 @@ class Runtime:
             self._deferred_unmaps.append(region)
         else:
             self.memory.unmap(region)
+
+    def advance_clock(self, ns: int) -> int:
+        """Let ``ns`` nanoseconds pass: the clock moves and every BPF timer due by
+        then fires (in expiry order). Returns the number of timer callbacks run."""
+        return self.timers.advance(self, ns)
+
+    def run_timers(self) -> int:
+        """Fire the BPF timers due now (after the clock was moved by hand)."""
+        return self.timers.run_due(self)
 
     def enter_run(self) -> None:
         self.run_depth += 1

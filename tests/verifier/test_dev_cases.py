@@ -22,9 +22,9 @@ INPUT_FIELDS = ("id", "name", "source_file", "prog_type", "prog_type_id", "expec
                 "expected_attach_type_id", "kfunc", "attach_btf_name", "prog_flags", "insns",
                 "insn_count", "fixups", "map_specs", "kfunc_fixups", "func_info", "btf",
                 "runs_count", "fill_helper")
-#: Measured: 940/941 privileged verdicts, 408/421 kernel error lines, 439/439 unprivileged.
+#: Measured: 940/941 privileged verdicts, 410/421 kernel error lines, 439/439 unprivileged.
 VERDICT_FLOOR = 0.99
-MESSAGE_FLOOR = 0.95
+MESSAGE_FLOOR = 0.96
 UNPRIV_VERDICT_FLOOR = 0.995
 
 

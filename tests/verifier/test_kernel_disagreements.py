@@ -291,3 +291,48 @@ def test_tracing_programs_may_not_read_the_coarse_clock(rt: Runtime, ptype: Prog
 @pytest.mark.parametrize("ptype", [ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.XDP])
 def test_other_programs_may_read_the_coarse_clock(rt: Runtime, ptype: ProgType) -> None:
     assert int(_load(rt, _COARSE, ptype)) >= 3
+
+
+# -- precision: only values that decided something keep states apart ----------------------
+def test_infinite_loop_report_shows_the_precise_counter(rt: Runtime) -> None:
+    """r0 = 0; goto +0; if r0 < 4 goto -2: the branch is decided by r0, so the
+    kernel's "old state" shows it precise: R0=P0."""
+    prog = [Insn(0xB7, 0), Insn(0x05, 0, 0, 0, 0), Insn(0xA5, 0, 0, -2, 4), EXIT]
+    err = _reject(rt, prog, ProgType.TRACEPOINT)
+    assert err.strerror == "infinite loop detected at insn 1"
+    assert "old state: R0=P0 R1=ctx() R10=fp0" in err.log
+
+
+def _stored_either_value(fd: int) -> list[Insn]:
+    """r3 is 1 or 2 on two paths, then only stored into a map value."""
+    return [
+        Insn(0x85, 0, 0, 0, 7), Insn(0xBF, 6, 0),  # r6 = bpf_get_prandom_u32()
+        Insn(0x62, 10, 0, -4, 0), Insn(0xBF, 2, 10), Insn(0x07, 2, 0, 0, -4),
+        Insn(0x18, 1, 1, 0, fd), Insn(0), Insn(0x85, 0, 0, 0, 1),
+        Insn(0x55, 0, 0, 2, 0), Insn(0xB7, 0), EXIT,  # if r0 == 0: exit
+        Insn(0xBF, 7, 0),  # 11: r7 = value
+        Insn(0xB7, 3, 0, 0, 1),  # r3 = 1
+        Insn(0x15, 6, 0, 1, 0),  # 13: if r6 == 0 goto +1 (a checkpoint here)
+        Insn(0xB7, 3, 0, 0, 2),  # r3 = 2
+        # enough instructions and jumps for the next checkpoint (is_state_visited)
+        *(Insn(0xB7, r, 0, 0, 0) for r in (4, 5, 8, 9, 4, 5)),
+        Insn(0x05, 0, 0, 0, 0),  # 21: goto +0 (its target is a prune point)
+        Insn(0x7B, 7, 3, 0, 0),  # 22: *(u64 *)(r7 + 0) = r3
+        Insn(0xB7, 0), EXIT,
+    ]
+
+
+def test_imprecise_scalar_does_not_block_pruning(rt: Runtime) -> None:
+    fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=8,
+                                           max_entries=1), runtime=rt)
+    log = _load(rt, _stored_either_value(int(fd))).log
+    assert "from 21 to 22: safe" in log.replace("\n\n", "\n")
+
+
+def test_unprivileged_scalars_are_all_precise() -> None:
+    unpriv = Runtime(privileged=False)
+    unpriv.verifier = "kernel"
+    fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=8,
+                                           max_entries=1), runtime=unpriv)
+    log = _load(unpriv, _stored_either_value(int(fd))).log
+    assert "from 21 to 22: safe" not in log.replace("\n\n", "\n")

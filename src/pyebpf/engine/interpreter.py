@@ -538,6 +538,14 @@ class Vm:
         regs[:] = saved
         return r0
 
+    def run_function(self, fn: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
+                     r5: int = 0) -> int:
+        """Run the BPF function at ``fn`` as an invocation of its own (a timer's
+        callback, which the kernel calls from softirq context): a fresh budget."""
+        self._callback_insns = 0
+        self._run_budget = self.budget
+        return self.call_function(fn, r1, r2, r3, r4, r5)
+
     def replace_function(self, pc: int, insns: Sequence[Insn] | None) -> None:
         """Run ``insns`` whenever the function starting at ``pc`` is called (or, for
         pc 0, whenever the program runs), as the kernel's freplace trampoline

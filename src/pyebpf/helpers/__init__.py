@@ -115,8 +115,8 @@ def register_helper(
 
 
 _FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel",
-             "sockopt", "fib", "perf_event", "stack", "cgroup_array", "redirect_map", "seq",
-             "local_storage", "dynptr", "user_ringbuf", "task", "reuseport", "sockmap")
+             "sockopt", "fib", "timer", "perf_event", "stack", "cgroup_array", "redirect_map",
+             "seq", "local_storage", "dynptr", "user_ringbuf", "task", "reuseport", "sockmap")
 
 
 def _load() -> None:

@@ -116,6 +116,7 @@ class BpfMap(BpfObject):
         self.runtime.uncharge(self.charged)
         self.charged = 0
         self.runtime.maps_by_addr.pop(self.addr, None)
+        self.runtime.timers.forget_map(self)
         self.runtime.unmap_later(self.map_region)
 
     # -- the ops table (defaults are the kernel's answer to a missing op) -----------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..isa.insn import Insn
 from . import scalar as S
 from ._ints import S64_MAX, S64_MIN, U64_MAX
+from .precision import mark_chain_precision
 from .state import BPF_MAX_VAR_OFF, DST_OP, DST_OP_NO_MARK, MAX_BPF_STACK, SRC_OP, RegState
 from .tnum import tnum_add, tnum_is_const, tnum_sub
 from .types import PTR_MAYBE_NULL, RegType, base_type, reg_type_str
@@ -176,11 +177,15 @@ def adjust_reg_min_max_vals(v: Verifier, insn: Insn, is64: bool, src_x: bool) ->
                     dst.mark_unknown()
                     return
                 v.fail(errno.EACCES, f"R{insn.dst} pointer {ALU_OP_STR[op]} pointer prohibited")
+            mark_chain_precision(v, insn.dst)  # scalar += pointer: the offset matters
             adjust_ptr_min_max_vals(v, insn, src, dst, is64)
             return
         if ptr is not None:
+            mark_chain_precision(v, insn.src)  # pointer += scalar
             adjust_ptr_min_max_vals(v, insn, ptr, src, is64)
             return
+        if dst.precise:
+            mark_chain_precision(v, insn.src)
         src_scalar = src.scalar
     else:
         off = RegState()
@@ -424,14 +429,19 @@ def _sanitize_ptr_alu(v: Verifier, insn: Insn, ptr: RegState, off: RegState, ptr
     Called before the operation (``commit`` False: the window from the old
     pointer) and after it (``commit`` True: the window narrowed by where the
     pointer moved, stored per instruction). Paths needing different masks
-    for one instruction are refused. The speculative path the kernel pushes
-    to simulate a truncated offset is not explored: in 6.18 errors on
-    speculative paths only stop that path (nospec), they never refuse.
+    for one instruction are refused. A variable offset the mask may truncate
+    to 0 is simulated: the next instruction is also checked, speculatively,
+    with the pointer unmoved.
     """
-    if _can_skip_alu_sanitation(v, insn):
+    if _can_skip_alu_sanitation(v, insn) or v.insn_idx in v.nospec:
         return 0
     o = off.scalar
     off_is_imm = tnum_is_const(o.var_off)
+    if v.cur.speculative:
+        # Masks were recorded on the real paths; only explore bad accesses here.
+        if not commit and not off_is_imm:
+            _simulate_truncated_offset(v, insn, ptr, ptr_is_dst)
+        return 0
     off_is_neg = o.smin < 0
     op = insn.code & 0xF0
     if not commit:
@@ -451,7 +461,22 @@ def _sanitize_ptr_alu(v: Verifier, insn: Insn, ptr: RegState, off: RegState, ptr
     info.alu_limit = limit
     if not off_is_imm:
         v.explore_alu_limits = True
+        _simulate_truncated_offset(v, insn, ptr, ptr_is_dst)
     return 0
+
+
+def _simulate_truncated_offset(v: Verifier, insn: Insn, ptr: RegState, ptr_is_dst: bool) -> None:
+    """sanitize_ptr_alu's do_sim: push insn+1 as a speculative path where the
+    destination is still the unmoved pointer (the masked offset became 0)."""
+    from .check import push_speculative
+
+    dst = v.cur.regs[insn.dst]
+    saved = None if ptr_is_dst else dst.copy()
+    if saved is not None:
+        dst.assign(ptr)
+    push_speculative(v, v.insn_idx + 1, v.insn_idx, None)
+    if saved is not None:
+        dst.assign(saved)
 
 
 def _sanitize_err(v: Verifier, insn: Insn, reason: int, off: RegState | None,

@@ -16,6 +16,7 @@ from ..isa.insn import Insn
 from ..uapi import MapType
 from . import scalar as S
 from .cfg import map_btf_field
+from .precision import mark_chain_precision
 from .state import AT_PKT_END, BEYOND_PKT_END, MAX_PACKET_OFF, SRC_OP, RegState, VerifierState
 from .types import PTR_MAYBE_NULL, RegType, base_type
 
@@ -109,10 +110,23 @@ def check_cond_jmp_op(v: Verifier, insn: Insn, idx: int) -> None:
         src.mark_known(insn.imm)
     pred = is_branch_taken(dst, src, op, is_jmp32)
     if pred >= 0:
+        # The outcome was decided by the values: they must be precise.
+        if dst.type == RegType.SCALAR_VALUE:
+            mark_chain_precision(v, insn.dst)
+        if insn.code & 0x08 and src.type == RegType.SCALAR_VALUE:
+            mark_chain_precision(v, insn.src)
+        if not v.bypass_spec_v1:
+            # The way not taken is simulated under speculation.
+            from .check import push_speculative
+
+            push_speculative(v, idx + 1 if pred == 1 else idx + insn.off + 1, idx, insn)
         if v.log.level:
             v.print_insn_state(idx)
         v.insn_idx += insn.off + 1 if pred == 1 else 1
         return
+    linked = _linked_regs(v.cur, dst, src if insn.code & 0x08 else None)
+    if linked:
+        v.set_hist(linked=linked)  # before the push: both branches share the entry
     other = v.push_stack(idx + insn.off + 1, idx)
     oregs = other.regs
     if insn.code & 0x08:
@@ -167,6 +181,27 @@ def _reg_set_min_max(true1: RegState, true2: RegState, false1: RegState, false2:
     false1.scalar, false2.scalar = f1, f2
     for r in (true1, true2, false1, false2):
         r.scalar, _ = S.reg_bounds_sanity_check(r.scalar, "cond_jmp")
+
+
+def _linked_regs(st: VerifierState, dst: RegState, src: RegState | None
+                 ) -> tuple[tuple[int, int, int], ...]:
+    """collect_linked_regs: the scalars sharing an id with a compared register,
+    as (frame, 0, regno) and (frame, 1, spi); empty when none is shared."""
+    ids = {r.id & ~S.BPF_ADD_CONST for r in (dst, src)
+           if r is not None and r.type == RegType.SCALAR_VALUE and r.id}
+    if not ids:
+        return ()
+    out: list[tuple[int, int, int]] = []
+    for fr, frame in enumerate(st.frames):
+        for n, r in enumerate(frame.regs):
+            if r.type == RegType.SCALAR_VALUE and r.id & ~S.BPF_ADD_CONST in ids:
+                out.append((fr, 0, n))
+        for spi, slot in enumerate(frame.stack):
+            r = slot.spilled
+            if slot.is_spill and r is not None and r.type == RegType.SCALAR_VALUE \
+                    and r.id & ~S.BPF_ADD_CONST in ids:
+                out.append((fr, 1, spi))
+    return tuple(out) if len(out) > 1 else ()
 
 
 def _sync_linked_regs(st: VerifierState, known: RegState) -> None:

@@ -31,6 +31,7 @@ from .mem import (
     may_access_direct_pkt_data,
     stack_slots_mask,
 )
+from .precision import mark_chain_precision, mark_chain_precision_stack
 from .state import (
     BPF_MAX_VAR_SIZ,
     BPF_REG_SIZE,
@@ -513,6 +514,7 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
         if not tnum_is_const(reg.scalar.var_off):
             v.fail(errno.EACCES, f"R{regno} is not a known constant'")
         meta["mem_size"] = reg.scalar.var_off.value
+        mark_chain_precision(v, regno)
     elif base == ArgType.ARG_PTR_TO_SPIN_LOCK:
         process_spin_lock(v, regno, meta["func_id"] == F.spin_lock)
     elif base == ArgType.ARG_PTR_TO_CONST_STR:
@@ -538,6 +540,7 @@ def _constant_map_key(v: Verifier, reg: RegState, key_size: int) -> int:
     sp = slot.spilled
     if not slot.is_spill or sp is None or sp.type != R.SCALAR_VALUE or not sp.is_const:
         return -1
+    mark_chain_precision_stack(v, reg.frameno, spi)  # the lookup relies on this key
     return sp.const_value & 0xFFFF_FFFF
 
 
@@ -659,6 +662,7 @@ def check_mem_size_reg(v: Verifier, reg: RegState, regno: int, write: bool,
         v.fail(errno.EACCES, f"R{regno} unbounded memory access, use 'var &= const' or 'if (var "
                "< const)'")
     check_helper_mem_access(v, regno - 1, s.umax, write, zero_size_allowed, m)
+    mark_chain_precision(v, regno)  # the size's bounds decided the access
 
 
 def _release_reference(v: Verifier, ref_obj_id: int) -> None:
@@ -730,10 +734,18 @@ def _push_callback(v: Verifier, insn: Insn, idx: int, meta: dict[str, Any]) -> N
         callee.regs[2].assign(caller.regs[3])
         for r in (3, 4, 5):
             callee.regs[r].mark_not_init()
+    elif meta["func_id"] == F.timer_set_callback:  # set_timer_callback_state
+        m = caller.regs[1].map  # the map whose value holds the timer
+        for r, t in ((1, R.CONST_PTR_TO_MAP), (2, R.PTR_TO_MAP_KEY), (3, R.PTR_TO_MAP_VALUE)):
+            callee.regs[r].set_ptr(t)
+            callee.regs[r].map = m
+        for r in (4, 5):
+            callee.regs[r].mark_not_init()
     callee.regs[10].set_ptr(R.PTR_TO_STACK)
     callee.regs[10].frameno = st.curframe + 1
     callee.in_callback_fn = True
-    callee.callback_ret_range = (0, 1)
+    # An async (timer) callback must return 0; the others 0 or 1.
+    callee.callback_ret_range = (0, 0) if meta["func_id"] == F.timer_set_callback else (0, 1)
     st.frames.append(callee)
     st.curframe += 1
     from .check import _Pending
@@ -798,6 +810,7 @@ def _check_callback_return(v: Verifier) -> None:
     lo, hi = callee.callback_ret_range or (0, 1)
     if not (lo <= r0.scalar.smin and r0.scalar.smax <= hi):
         v.fail(errno.EINVAL, _invalid_scalar(r0, lo, hi, "At callback return", "R0"))
+    mark_chain_precision(v, 0)
 
 
 def _prepare_func_exit(v: Verifier) -> None:
@@ -885,3 +898,4 @@ def check_return_code(v: Verifier) -> None:
     lo, hi = rng
     if not (lo <= r0.scalar.smin and r0.scalar.smax <= hi):
         v.fail(errno.EINVAL, _invalid_scalar(r0, lo, hi, "At program exit", "R0"))
+    mark_chain_precision(v, 0)  # the range check relied on R0's bounds

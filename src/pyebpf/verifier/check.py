@@ -39,6 +39,7 @@ from .kfuncs import add_kfunc_calls, fixup_kfunc_calls, kfunc_call_name
 from .liveness import StackLiveness, clean_verifier_state, compute_live_registers
 from .log import VerifierAbort
 from .mem import check_atomic, check_ld_abs, check_load, check_store_imm, check_store_reg
+from .precision import mark_all_scalars_imprecise, propagate_precision
 from .prune import states_equal
 from .state import (
     BPF_REG_FP,
@@ -118,6 +119,8 @@ class Verifier:
         self.map_ptr_state: dict[int, tuple[Any, bool, bool]] = {}
         #: insn_aux_data.alu_state/alu_limit of pointer arithmetic (Spectre v1 masking).
         self.alu_sanitation: dict[int, tuple[int, int]] = {}
+        #: insn_aux_data.nospec: speculative paths stop here (a barrier is emitted).
+        self.nospec: set[int] = set()
         #: env->explore_alu_limits: a variable pointer offset was masked, so
         #: pruning compares scalars exactly (other paths may need other masks).
         self.explore_alu_limits = False
@@ -240,7 +243,8 @@ class Verifier:
             if idx in self.prune_points and self.is_state_visited(idx):
                 if level:
                     if do_print_state:
-                        self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}: safe\n")
+                        self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}"
+                                     f"{_spec(self.cur)}: safe\n")
                     else:
                         self.verbose(f"{idx}: safe\n")
                 if self.finish_path():
@@ -248,7 +252,7 @@ class Verifier:
                 do_print_state = True
                 continue
             if level & 2 and do_print_state:
-                self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}:")
+                self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}{_spec(self.cur)}:")
                 self.verbose(self.cur.format(print_all=True) + "\n")
                 do_print_state = False
                 self.scratched.clear()
@@ -261,12 +265,31 @@ class Verifier:
                 self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
                 self.prev_log_pos = self.log.end_pos
             self.prev_insn_idx = idx
+            speculative = self.cur.speculative
+            if speculative and idx in self.nospec:
+                # A speculative path stops where a barrier would be (nospec).
+                if self.finish_path():
+                    return
+                do_print_state = True
+                continue
             # Only stores, atomics and calls write the stack; other instructions'
             # (empty) write marks could never change a must_write set.
             writes = insn.code & 0x06 == 0x02 or insn.code == 0x85
             if writes:
                 liveness.reset_write_marks(idx)
-            ended = self.do_insn(insn, idx)
+            # The history entry (precision backtracking); checks may add flags.
+            cur_st = self.cur
+            cur_st.hist = (cur_st.hist, idx, cur_st.curframe, 0, ())
+            try:
+                ended = self.do_insn(insn, idx)
+            except VerifierAbort as abort:
+                if not (speculative and abort.errno in _NOSPEC_RECOVERABLE):
+                    raise
+                # error_recoverable_with_nospec: under speculation this insn gets
+                # a barrier instead; the path ends, the program isn't refused.
+                self.nospec.add(idx)
+                self.alu_sanitation.pop(idx, None)
+                ended = True
             if writes:
                 liveness.commit_write_marks()
             if ended:
@@ -287,6 +310,13 @@ class Verifier:
             self.verbose(f"{self.insn_idx if idx is None else idx}:")
         self.verbose(self.cur.format(self.scratched, print_all=False) + "\n")
         self.scratched.clear()
+
+    def set_hist(self, flags: int = 0, linked: tuple[Any, ...] = ()) -> None:
+        """Note on the current instruction's history entry a stack spill/fill
+        (``flags``) or the registers a conditional jump linked (``linked``)."""
+        h = self.cur.hist
+        if h is not None:
+            self.cur.hist = (h[0], h[1], h[2], flags or h[3], linked or h[4])
 
     def scratch(self, regno: int) -> None:
         self.scratched.add(regno)
@@ -372,6 +402,8 @@ class Verifier:
         for old in reversed(lst):
             if not old.branches and states_equal(self, old, cur, exact=False):
                 old.hit_cnt += 1
+                # What old needed precise, the pruned path's checkpoints need too.
+                propagate_precision(self, old, cur)
                 pruned = True
                 break
             if add_new_state:
@@ -387,12 +419,16 @@ class Verifier:
         self.max_states_per_insn = max(self.max_states_per_insn, len(lst))
         if not add_new_state:
             return False
+        if self.bpf_capable:
+            mark_all_scalars_imprecise(cur)  # precision is earned again below here
         new = cur.copy()
         new.branches = cur.branches
         new.parent = cur.parent
         new.insn_idx = idx
         new.fp = fp if fp is not None else cur.loop_key()
         cur.parent = new
+        cur.first_insn_idx = idx
+        cur.hist = None
         lst.append(new)
         looping.setdefault(new.fp, []).append(new)
         self.prev_jmps_processed = self.jmps_processed
@@ -567,6 +603,26 @@ def _can_be_sleepable(prog_type: int, expected_attach_type: int) -> bool:
         return expected_attach_type in (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
                                         AttachType.MODIFY_RETURN, AttachType.TRACE_ITER)
     return prog_type in (ProgType.LSM, ProgType.KPROBE, ProgType.STRUCT_OPS)
+
+
+#: Errors a speculative path survives (error_recoverable_with_nospec).
+_NOSPEC_RECOVERABLE = (errno.EPERM, errno.EACCES, errno.EINVAL)
+
+
+def _spec(st: VerifierState) -> str:
+    return " (speculative execution)" if st.speculative else ""
+
+
+def push_speculative(v: Verifier, next_idx: int, cur_idx: int, insn: Insn | None) -> None:
+    """sanitize_speculative_path: an unprivileged program is also checked along
+    the path the CPU may mispredict into; the compared registers are unknown there."""
+    branch = v.push_stack(next_idx, cur_idx)
+    branch.speculative = True
+    if insn is not None:
+        regs = branch.regs
+        regs[insn.dst].mark_unknown()
+        if insn.code & 0x08:
+            regs[insn.src].mark_unknown()
 
 
 def _vlog_alignment(pos: int) -> int:

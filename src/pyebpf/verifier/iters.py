@@ -286,7 +286,7 @@ def iter_loop_converged(v: Verifier, idx: int) -> bool:
     for old in v.explored.get(idx, ()):
         if not old.branches or old.insn_idx != idx:
             continue
-        if not states_equal(v, old, cur, exact=False):
+        if not states_equal(v, old, cur, exact=False, range_within=True):
             continue
         off = r1.off + _s64(r1.scalar.var_off.value)
         spi = (-off - 1) // BPF_REG_SIZE

@@ -17,6 +17,7 @@ from ..isa.insn import Insn
 from ..uapi import MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MIN
+from .precision import mark_chain_precision, stack_access_flags
 from .state import (
     BPF_MAX_VAR_OFF,
     BPF_REG_SIZE,
@@ -811,6 +812,7 @@ def _stack_write_fixed(v: Verifier, state: FuncState, off: int, size: int, value
 
             assign_scalar_id_before_mov(v, reg)
         _save_register_state(v, state, spi, reg, size)
+        v.set_hist(stack_access_flags(state.frameno, spi))  # a register spill
         if not fits:
             stack_slot.spilled.id = 0  # type: ignore[union-attr]
     elif reg is None and off % BPF_REG_SIZE == 0 and st_imm is not None and v.bpf_capable:
@@ -823,6 +825,7 @@ def _stack_write_fixed(v: Verifier, state: FuncState, off: int, size: int, value
         if state is not cur and reg.type == RegType.PTR_TO_STACK:
             v.fail(errno.EINVAL, "cannot spill pointers to stack into stack frame of the caller")
         _save_register_state(v, state, spi, reg, size)
+        v.set_hist(stack_access_flags(state.frameno, spi))
     else:
         new_type = SlotType.MISC
         if stack_slot.spilled is not None:
@@ -855,6 +858,7 @@ def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, siz
     if value is not None and value.is_pointer:
         v.fail(errno.EACCES, "spilled ptr in range of var-offset stack write; insn "
                f"{v.insn_idx}")
+    zero_used = False
     for i in range(min_off, max_off):
         slot_no, spi = _slot_index(i)
         slot = state.stack[spi]
@@ -868,6 +872,7 @@ def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, siz
         if (zero and types[b] == SlotType.SPILL and slot.is_spill and spilled is not None
                 and spilled.type == RegType.SCALAR_VALUE and spilled.is_const
                 and spilled.const_value == 0):
+            zero_used = True
             continue  # a spilled zero overwritten by zero stays a spilled zero
         # scrub_special_slot: the spill (or dynptr/iter) is gone; its bytes are data.
         slot.spilled = None
@@ -878,7 +883,12 @@ def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, siz
         if types[b] == SlotType.INVALID and not v.allow_uninit_stack:
             v.fail(errno.EINVAL, "uninit stack in range of var-offset write prohibited for "
                    f"!root; insn {v.insn_idx}, off: {i}")
-        types[b] = SlotType.ZERO if zero and types[b] == SlotType.ZERO else SlotType.MISC
+        if zero and types[b] == SlotType.ZERO:
+            zero_used = True
+        else:
+            types[b] = SlotType.MISC
+    if zero_used:
+        mark_chain_precision(v, value_regno)  # the stack stays zero because it was 0
 
 
 #: Slots whose last byte marks a whole-slot object (is_stack_slot_special).
@@ -946,6 +956,7 @@ def _stack_read_fixed(v: Verifier, state: FuncState, off: int, size: int,
             if dst_regno < 0:
                 return
             if size <= spill_size and _narrow_access_ok(off, size, spill_size):
+                v.set_hist(stack_access_flags(state.frameno, spi))  # a fill
                 subreg_def = regs[dst_regno].subreg_def
                 regs[dst_regno].assign(spilled)
                 regs[dst_regno].subreg_def = subreg_def
@@ -974,6 +985,7 @@ def _stack_read_fixed(v: Verifier, state: FuncState, off: int, size: int,
 
                 assign_scalar_id_before_mov(v, spilled)
             regs[dst_regno].assign(spilled)
+            v.set_hist(stack_access_flags(state.frameno, spi))  # a fill
         elif spilled.is_pointer and not v.allow_ptr_leaks:
             v.fail(errno.EACCES, f"leaking pointer from stack off {off}")
         return

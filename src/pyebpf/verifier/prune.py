@@ -56,7 +56,11 @@ def _regs_exact(old: RegState, cur: RegState, idmap: _IdMap) -> bool:
             and idmap.check(old.id, cur.id) and idmap.check(old.ref_obj_id, cur.ref_obj_id))
 
 
-def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool) -> bool:
+def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool,
+            explore_alu_limits: bool = False, track_precision: bool = False) -> bool:
+    """Is ``cur`` as safe as the explored ``old``? ``explore_alu_limits``: an
+    unprivileged program masked a variable pointer offset somewhere, so scalars
+    must match exactly (a looser one could need another mask)."""
     if old.type == RegType.NOT_INIT:
         return not exact or cur.type == RegType.NOT_INIT
     if cur.type == RegType.NOT_INIT:
@@ -67,6 +71,11 @@ def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool) -> bool:
         return False
     t = base_type(old.type)
     if t == RegType.SCALAR_VALUE:
+        if explore_alu_limits:
+            return (old.scalar == cur.scalar and old.off == cur.off
+                    and (not old.id or idmap.check(old.id, cur.id)))
+        if track_precision and not old.precise:
+            return True  # no path from old relied on this value
         if (old.id & BPF_ADD_CONST) != (cur.id & BPF_ADD_CONST):
             return False
         if old.id & BPF_ADD_CONST and old.off != cur.off:
@@ -93,7 +102,8 @@ def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool) -> bool:
 
 
 def stacksafe(old: FuncState, cur: FuncState, idmap: _IdMap, exact: bool,
-              allow_uninit_stack: bool) -> bool:
+              allow_uninit_stack: bool, explore_alu_limits: bool = False,
+              track_precision: bool = False) -> bool:
     for spi, oslot in enumerate(old.stack):
         cslot = cur.stack[spi] if spi < len(cur.stack) else None
         for b in range(BPF_REG_SIZE):
@@ -122,25 +132,35 @@ def stacksafe(old: FuncState, cur: FuncState, idmap: _IdMap, exact: bool,
         if oslot.is_spill and oslot.spilled is not None:
             if cslot is None or cslot.spilled is None:
                 return False
-            if not regsafe(oslot.spilled, cslot.spilled, idmap, exact):
+            if not regsafe(oslot.spilled, cslot.spilled, idmap, exact, explore_alu_limits,
+                           track_precision):
                 return False
     return True
 
 
 def func_states_equal(v: Verifier, old: FuncState, cur: FuncState, insn_idx: int,
-                      idmap: _IdMap, exact: bool) -> bool:
+                      idmap: _IdMap, exact: bool, range_within: bool = False) -> bool:
     """Only registers live at ``insn_idx`` matter (insn_aux.live_regs_before)."""
     if old.callsite != cur.callsite:
         return False
     live = v.live_regs_before[insn_idx] if v.live_regs_before else 0xFFFF
+    alu = v.explore_alu_limits
+    prec = v.bpf_capable and not range_within  # unprivileged: every scalar is precise
     for i, (o, c) in enumerate(zip(old.regs, cur.regs, strict=True)):
-        if live >> i & 1 and not regsafe(o, c, idmap, exact):
+        if live >> i & 1 and not regsafe(o, c, idmap, exact, alu, prec):
             return False
-    return stacksafe(old, cur, idmap, exact, v.allow_uninit_stack)
+    return stacksafe(old, cur, idmap, exact, v.allow_uninit_stack, alu, prec)
 
 
-def states_equal(v: Verifier, old: VerifierState, cur: VerifierState, exact: bool) -> bool:
-    if old.curframe != cur.curframe or old.speculative != cur.speculative:
+def states_equal(v: Verifier, old: VerifierState, cur: VerifierState, exact: bool,
+                 range_within: bool = False) -> bool:
+    """``range_within`` (the kernel's RANGE_WITHIN, for states whose precision
+    marks may still grow: loop checkpoints still on the path) compares every
+    scalar's range, precise or not."""
+    if old.curframe != cur.curframe:
+        return False
+    # A state from speculative simulation never prunes a real one (the reverse is fine).
+    if old.speculative and not cur.speculative:
         return False
     if old.active_locks != cur.active_locks or len(old.refs) != len(cur.refs):
         return False
@@ -154,5 +174,5 @@ def states_equal(v: Verifier, old: VerifierState, cur: VerifierState, exact: boo
         if not idmap.check(oid, cid):
             return False
     return all(func_states_equal(v, old.frames[i], cur.frames[i], frame_insn_idx(old, i),
-                                 idmap, exact)
+                                 idmap, exact, range_within)
                for i in range(old.curframe + 1))

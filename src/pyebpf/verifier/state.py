@@ -368,8 +368,10 @@ class VerifierState:
         "branches",
         "cleaned",
         "curframe",
+        "first_insn_idx",
         "fp",
         "frames",
+        "hist",
         "hit_cnt",
         "insn_idx",
         "loop_entry",
@@ -399,6 +401,11 @@ class VerifierState:
         #: and visits it failed to prune (it is dropped when it keeps missing).
         self.hit_cnt = 0
         self.miss_cnt = 0
+        #: The instructions run since the last checkpoint (precision backtracking),
+        #: newest first, as a shared chain: (older, index, frame, stack access
+        #: flags, linked registers), None at the checkpoint.
+        self.hist: tuple[Any, ...] | None = None
+        self.first_insn_idx = 0
         self.insn_idx = 0
         self.parent: VerifierState | None = None
         self.loop_entry = None
@@ -420,6 +427,8 @@ class VerifierState:
         v.cleaned = False
         v.hit_cnt = 0
         v.miss_cnt = 0
+        v.hist = self.hist  # immutable and shared: copies cost nothing
+        v.first_insn_idx = self.first_insn_idx
         v.insn_idx = self.insn_idx
         v.parent = self.parent
         v.loop_entry = self.loop_entry
