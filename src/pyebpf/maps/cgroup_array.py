@@ -27,14 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ENOTSUPP, BpfError
 from ..runtime import BpfObject, ObjKind
-from ..uapi import BPF_ANY, MapFlags, MapType
+from ..uapi import BPF_ANY, MapType
 from . import register_map
-from .array import ArrayMap
 from .base import BpfMap
 from .fd_array import FdArraySlots
 
 if TYPE_CHECKING:
-    from ..attr import MapCreateAttr
     from ..runtime import Runtime
 
 __all__ = ["CGROUP_ROOT_ID", "CgroupArrayMap", "SimpleCgroup", "cgroup_id_of", "cgroup_open",
@@ -94,19 +92,7 @@ class CgroupArrayMap(FdArraySlots, BpfMap):
 
     percpu = False
 
-    @classmethod
-    def alloc_check(cls, attr: MapCreateAttr, runtime: Runtime) -> None:
-        if attr.value_size != 4:
-            raise BpfError(errno.EINVAL, "a cgroup array stores cgroup fds: value_size must "
-                           "be 4")
-        if attr.map_flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG):
-            raise BpfError(errno.EINVAL, "BPF_F_RDONLY_PROG/WRONLY_PROG are not for fd arrays")
-        ArrayMap.alloc_check(attr, runtime)
-
-    def __init__(self, runtime: Runtime, attr: MapCreateAttr) -> None:
-        super().__init__(runtime, attr)
-        self.charge(self.max_entries * 8)
-        self.slots: dict[int, Any] = {}
+    stores = ("cgroup array", "cgroup")
 
     def lookup_elem(self, key: bytes) -> int | None:
         raise BpfError(errno.EOPNOTSUPP, "cgroup arrays can't be looked up by a program")

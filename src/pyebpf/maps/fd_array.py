@@ -8,10 +8,15 @@ freeing the map drops every reference; keys walk like an array's.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BpfError
-from .array import array_get_next_key
+from ..uapi import MapFlags
+from .array import ArrayMap, array_get_next_key
+
+if TYPE_CHECKING:
+    from ..attr import MapCreateAttr
+    from ..runtime import Runtime
 
 __all__ = ["FdArraySlots"]
 
@@ -25,6 +30,24 @@ class FdArraySlots:
 
     slots: dict[int, Any]
     max_entries: int
+    #: What the map stores fds of, for messages ("a program array stores program fds").
+    stores: tuple[str, str] = ("fd array", "object")
+
+    @classmethod
+    def alloc_check(cls, attr: MapCreateAttr, runtime: Runtime) -> None:
+        """fd_array_map_alloc_check, then array_map_alloc_check."""
+        what, of = cls.stores
+        if attr.value_size != 4:
+            raise BpfError(errno.EINVAL, f"a {what} stores {of} fds: value_size must be 4")
+        if attr.map_flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG):
+            raise BpfError(errno.EINVAL, "BPF_F_RDONLY_PROG/WRONLY_PROG are not for fd arrays")
+        ArrayMap.alloc_check(attr, runtime)
+
+    def __init__(self, runtime: Runtime, attr: MapCreateAttr) -> None:
+        super().__init__(runtime, attr)  # type: ignore[call-arg]
+        self.charge(self.max_entries * 8)  # type: ignore[attr-defined]  # a pointer per slot
+        #: index -> the object a slot holds, for the non-empty slots.
+        self.slots = {}
 
     def _store_slot(self, index: int, obj: Any) -> None:
         """Put ``obj`` in a slot, holding a reference; drop the one it replaces."""

@@ -45,7 +45,6 @@ from ..errors import ENOTSUPP, BpfError
 from ..runtime import ObjKind
 from ..uapi import BPF_ANY, MapFlags, MapType
 from . import register_map
-from .array import ArrayMap
 from .base import BpfMap
 from .fd_array import FdArraySlots
 from .hash import HashMap
@@ -144,23 +143,13 @@ class ArrayOfMaps(FdArraySlots, _MapOfMaps):
 
     percpu = False
 
-    @classmethod
-    def alloc_check(cls, attr: MapCreateAttr, runtime: Runtime) -> None:
-        """fd_array_map_alloc_check, then array_map_alloc_check."""
-        if attr.value_size != 4:
-            raise BpfError(errno.EINVAL, "a map of maps stores map fds: value_size must be 4")
-        if attr.map_flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG):
-            raise BpfError(errno.EINVAL, "BPF_F_RDONLY_PROG/WRONLY_PROG are not for fd arrays")
-        ArrayMap.alloc_check(attr, runtime)
+    stores = ("map of maps", "map")
 
     def __init__(self, runtime: Runtime, attr: MapCreateAttr) -> None:
         # bpf_map_meta_alloc runs before the array is allocated.
         meta = map_meta_alloc(runtime, attr.inner_map_fd)
         super().__init__(runtime, attr)
         self.inner_meta = meta
-        self.charge(self.max_entries * 8)  # one pointer per slot
-        #: index -> inner map, for the non-empty slots.
-        self.slots: dict[int, BpfMap] = {}
 
     def lookup_inner(self, key: bytes) -> BpfMap | None:
         return self.slots.get(_index(key))

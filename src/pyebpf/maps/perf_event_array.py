@@ -50,14 +50,12 @@ import attrs
 
 from ..errors import ENOTSUPP, BpfError
 from ..runtime import BpfObject, ObjKind
-from ..uapi import BPF_ANY, MapFlags, MapType
+from ..uapi import BPF_ANY, MapType
 from . import register_map
-from .array import ArrayMap
 from .base import BpfMap
 from .fd_array import FdArraySlots
 
 if TYPE_CHECKING:
-    from ..attr import MapCreateAttr
     from ..runtime import Runtime
 
 __all__ = [
@@ -280,21 +278,7 @@ class PerfEventArrayMap(FdArraySlots, BpfMap):
 
     percpu = False
 
-    @classmethod
-    def alloc_check(cls, attr: MapCreateAttr, runtime: Runtime) -> None:
-        """fd_array_map_alloc_check, then array_map_alloc_check."""
-        if attr.value_size != 4:
-            raise BpfError(errno.EINVAL, "a perf event array stores perf event fds: "
-                           "value_size must be 4")
-        if attr.map_flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG):
-            raise BpfError(errno.EINVAL, "BPF_F_RDONLY_PROG/WRONLY_PROG are not for fd arrays")
-        ArrayMap.alloc_check(attr, runtime)
-
-    def __init__(self, runtime: Runtime, attr: MapCreateAttr) -> None:
-        super().__init__(runtime, attr)
-        self.charge(self.max_entries * 8)
-        #: index -> PerfEvent for the non-empty slots (the kernel's bpf_event_entry).
-        self.slots: dict[int, PerfEvent] = {}
+    stores = ("perf event array", "perf event")
 
     def event_at(self, index: int) -> PerfEvent | None:
         return self.slots.get(index)

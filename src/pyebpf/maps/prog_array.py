@@ -42,9 +42,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import BpfError
-from ..uapi import BPF_ANY, MapFlags, MapType, ProgLoadFlags, ProgType
+from ..uapi import BPF_ANY, MapType, ProgLoadFlags, ProgType
 from . import register_map
-from .array import ArrayMap
 from .base import BpfMap
 from .fd_array import FdArraySlots
 
@@ -129,21 +128,10 @@ class ProgArrayMap(FdArraySlots, BpfMap):
 
     percpu = False
 
-    @classmethod
-    def alloc_check(cls, attr: MapCreateAttr, runtime: Runtime) -> None:
-        """fd_array_map_alloc_check, then array_map_alloc_check."""
-        if attr.value_size != 4:
-            raise BpfError(errno.EINVAL, "a program array stores program fds: value_size "
-                           "must be 4")
-        if attr.map_flags & (MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG):
-            raise BpfError(errno.EINVAL, "BPF_F_RDONLY_PROG/WRONLY_PROG are not for fd arrays")
-        ArrayMap.alloc_check(attr, runtime)
+    stores = ("program array", "program")
 
     def __init__(self, runtime: Runtime, attr: MapCreateAttr) -> None:
         super().__init__(runtime, attr)
-        self.charge(self.max_entries * 8)  # one pointer per slot
-        #: index -> program, for the non-empty slots.
-        self.slots: dict[int, Any] = {}
         #: The owner (None until the first program is stored or loaded with the map).
         self.owner: MapOwner | None = None
 
