@@ -1,10 +1,14 @@
-"""Verifier speed: processed instructions per second on the shared bench programs.
+"""Verifier speed: processed instructions per second on the shared bench programs
+and on the largest programs of the shared samples.
 
-    python benchmarks/verifier.py [--json] [DIR]
+    python benchmarks/verifier.py [--json] [--samples N] [DIR]
 
 Loads each ``*_small`` program of ``../shared/bench`` (or DIR) as an XDP program
 with pyebpf's verifier and prints the verdict, the processed instruction count
 and the rate. The kernel processes 1.7-3.4 M insns/s on these (bench/README.md).
+Then the N (default 3) samples the kernel needed the most instructions for,
+loaded as ``load_object`` loads them, beside the kernel's own rate from the
+samples' labels.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pyebpf.conformance import load_data_file, program_bytes
 from pyebpf.errors import BpfError
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "bench"
+SAMPLES = DEFAULT_DIR.parent / "samples"
 
 
 def measure(path: Path) -> dict[str, Any]:
@@ -42,10 +47,42 @@ def measure(path: Path) -> dict[str, Any]:
             "kinsns_per_s": round(processed / seconds / 1e3, 1) if processed else 0.0}
 
 
+def measure_samples(n: int) -> list[dict[str, Any]]:
+    """The ``n`` accepted samples with the most processed instructions on the kernel."""
+    from pyebpf import AttachType, load_object
+
+    labels = SAMPLES / "kernel_labels.jsonl"
+    if not labels.exists():
+        return []
+    rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
+    rows = sorted((r for r in rows if r.get("result") == "accepted" and r.get("processed_insns")
+                   and r.get("verification_time_usec")), key=lambda r: -r["processed_insns"])
+    out = []
+    for r in rows[:n]:
+        eat = r.get("expected_attach_type")
+        types = {r["name"]: (ProgType[r["prog_type"]], AttachType[eat[4:]] if eat else 0)}
+        rt = Runtime()
+        t0 = time.perf_counter()
+        coll = load_object(SAMPLES / r["object"], runtime=rt, programs=[r["name"]],
+                           prog_types=types, maps="used")
+        seconds = time.perf_counter() - t0
+        processed = rt.fds[coll.programs[r["name"]].fd].obj.verified_insns
+        coll.close()
+        out.append({"program": f"{r['object']}:{r['name']}", "processed_insns": processed,
+                    "seconds": round(seconds, 3),
+                    "kinsns_per_s": round(processed / seconds / 1e3, 1),
+                    "kernel_processed_insns": r["processed_insns"],
+                    "kernel_kinsns_per_s": round(
+                        r["processed_insns"] / r["verification_time_usec"] * 1e3, 1)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--samples", type=int, default=3, metavar="N",
+                    help="also the N largest shared samples (0: none)")
     args = ap.parse_args(argv)
     files = sorted(args.dir.glob("*_small.data"))
     if not files:
@@ -58,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{row['program']:<16} {row['verdict']:<40.40} {row['processed_insns']:>8} insns "
                   f"{row['seconds']:7.2f} s {row['kinsns_per_s']:8.1f} K insns/s", flush=True)
+    for row in measure_samples(args.samples):
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{row['program']:<56.56} {row['processed_insns']:>8} insns "
+                  f"{row['seconds']:7.2f} s {row['kinsns_per_s']:8.1f} K insns/s "
+                  f"(kernel {row['kernel_kinsns_per_s']:.0f} K insns/s)", flush=True)
     return 0
 
 
