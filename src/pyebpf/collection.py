@@ -74,6 +74,40 @@ def load_object(source: str | os.PathLike[str] | bytes | ObjectSpec, *,
                                 tail_calls=tail_calls, maps=maps)
 
 
+def map_create_attr(ms: MapSpec, inner_fd: int = 0) -> MapCreateAttr:
+    """The MAP_CREATE record libbpf makes of a map definition."""
+    return MapCreateAttr(
+        map_type=ms.type, key_size=ms.key_size, value_size=ms.value_size,
+        max_entries=ms.max_entries, map_flags=ms.flags, inner_map_fd=inner_fd,
+        numa_node=ms.numa_node if ms.flags & MapFlags.NUMA_NODE else 0,
+        map_name=ms.kernel_name or kernel_object_name(ms.name), map_extra=ms.map_extra)
+
+
+def program_type(ps: ProgramSpec, prog_types: ProgTypes) -> tuple[Any, int]:
+    """(program type, expected attach type) to load ``ps`` as: ``prog_types`` by
+    program or section name (a type, or a (type, attach type) pair) over what the
+    section says; a type other than the section's drops the section's attach type.
+    The type is None when neither says."""
+    ptype: Any = prog_types.get(ps.name, prog_types.get(ps.section))
+    eat = ps.expected_attach_type
+    if ptype is None:
+        return ps.prog_type, eat
+    if isinstance(ptype, tuple):
+        return ptype
+    return ptype, 0 if ps.prog_type is None or ProgType(ptype) != ps.prog_type else eat
+
+
+def patch_map_refs(ps: ProgramSpec, fds: Mapping[str, int]) -> bytes:
+    """The program's instructions with each map reference's ``lddw`` given the
+    map's fd (and, for a value reference, the offset in its second half)."""
+    insns = bytearray(ps.insns)
+    for ref in ps.map_refs:
+        struct.pack_into("<I", insns, ref.insn * 8 + 4, fds[ref.map] & 0xFFFF_FFFF)
+        if ref.kind == "value":
+            struct.pack_into("<I", insns, ref.insn * 8 + 12, ref.offset & 0xFFFF_FFFF)
+    return bytes(insns)
+
+
 class Collection:
     """The maps and programs of a loaded object. ``maps`` by the object's names
     (".data", ".rodata"... for global data), ``programs`` by function name."""
@@ -161,11 +195,7 @@ class Collection:
             if ms.inner is not None:
                 template = self._create_map(ms.inner, 0, pin_root)
                 inner_fd = template.fd
-            attr = MapCreateAttr(
-                map_type=ms.type, key_size=ms.key_size, value_size=ms.value_size,
-                max_entries=ms.max_entries, map_flags=ms.flags, inner_map_fd=inner_fd,
-                numa_node=ms.numa_node if ms.flags & MapFlags.NUMA_NODE else 0,
-                map_name=ms.kernel_name or kernel_object_name(ms.name), map_extra=ms.map_extra)
+            attr = map_create_attr(ms, inner_fd)
             try:
                 if ms.struct_ops is not None:
                     from .elf.struct_ops import create_struct_ops_map
@@ -236,26 +266,15 @@ class Collection:
             raise ElfError(f"program '{ps.name}' ({ps.section}): {ps.link_error}",
                            errno.EOPNOTSUPP if "not supported" in ps.link_error
                            else errno.EINVAL)
-        ptype: Any = prog_types.get(ps.name, prog_types.get(ps.section))
-        eat = ps.expected_attach_type
-        if ptype is None:
-            ptype = ps.prog_type
-        elif isinstance(ptype, tuple):
-            ptype, eat = ptype
-        else:
-            eat = 0 if ps.prog_type is None or ProgType(ptype) != ps.prog_type else eat
+        ptype, eat = program_type(ps, prog_types)
         if ptype is None:
             raise ElfError(f"program '{ps.name}': section '{ps.section}' doesn't say which "
                            f"program type it is; pass prog_types={{'{ps.name}': ProgType.X}}")
-        insns = bytearray(ps.insns)
-        for ref in ps.map_refs:
-            m = self.maps.get(ref.map)
-            if m is None:
-                raise ElfError(f"program '{ps.name}': map '{ref.map}' was not created")
-            struct.pack_into("<I", insns, ref.insn * 8 + 4, m.fd & 0xFFFF_FFFF)
-            if ref.kind == "value":
-                struct.pack_into("<I", insns, ref.insn * 8 + 12, ref.offset & 0xFFFF_FFFF)
-        attr = ProgLoadAttr(prog_type=int(ptype), insns=bytes(insns), license=ps.license,
+        missing = [ref.map for ref in ps.map_refs if ref.map not in self.maps]
+        if missing:
+            raise ElfError(f"program '{ps.name}': map '{missing[0]}' was not created")
+        insns = patch_map_refs(ps, {name: m.fd for name, m in self.maps.items()})
+        attr = ProgLoadAttr(prog_type=int(ptype), insns=insns, license=ps.license,
                             prog_name=kernel_object_name(ps.name), expected_attach_type=eat,
                             kern_version=ps.kern_version, prog_flags=ps.prog_flags,
                             log_level=log_level, log_size=RETRY_LOG_SIZE if log_level else 0,

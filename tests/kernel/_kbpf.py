@@ -1,8 +1,7 @@
 """Kernel-side helpers for the map differential tests that the attr-record oracle
 (:mod:`pyebpf.testing.kernel`) doesn't cover: a BPF program that looks a key up
 (so an LRU element gets its ref bit exactly as a program's bpf_map_lookup_elem
-sets it), and pinning the caller to one CPU (the kernel's per-CPU LRU lists are
-chosen by the CPU a syscall runs on).
+sets it).
 """
 
 from __future__ import annotations
@@ -10,31 +9,14 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from pyebpf.testing.kernel import kernel_bpf_raw
 
-__all__ = ["ProgLookup", "pinned_cpu"]
+__all__ = ["ProgLookup"]
 
 PROG_LOAD = 5
 PROG_TEST_RUN = 10
 PROG_TYPE_XDP = 6
-
-
-@contextmanager
-def pinned_cpu(cpu: int) -> Iterator[None]:
-    """Run the body on one CPU, restoring the affinity after."""
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, old)
-
-
-def set_cpu(cpu: int) -> None:
-    os.sched_setaffinity(0, {cpu})
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:

@@ -18,8 +18,6 @@ import errno
 import mmap
 import os
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -49,6 +47,7 @@ from pyebpf.maps.perf_event_array import (
     perf_event_open,
 )
 from pyebpf.testing.kernel import possible_cpus
+from pyebpf.testing.kernel_prog import on_cpu
 
 from .harness import BAD_FD, MapPair, info_fields, same_errno
 
@@ -188,15 +187,6 @@ def _program(map_fd: int, flags: int, size: int) -> list:
     ]
 
 
-@contextmanager
-def _on_cpu(cpu: int) -> Iterator[None]:
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, old)
-
 
 PACKET = bytes(range(60))
 
@@ -228,7 +218,7 @@ def test_output_records_match_the_kernel(size: int, ctxlen: int, rets: set[int])
         pb.rt.cpu = 0
         k_rets = set()
         for i in range(4096 // 16 + 40):
-            with _on_cpu(0):
+            with on_cpu(0):
                 k_ret = kb.run(k_prog, PACKET)
             p_ret = pb.run(p_prog, PACKET)
             k_rets.add(k_ret)
@@ -239,7 +229,7 @@ def test_output_records_match_the_kernel(size: int, ctxlen: int, rets: set[int])
                 assert _normal(got) == _normal(ring.records()), f"run {i}"
         assert k_rets == rets, "the ring should have filled up (or the helper failed)"
         # The ring was drained: the next sample comes after a PERF_RECORD_LOST.
-        with _on_cpu(0):
+        with on_cpu(0):
             kb.run(k_prog, PACKET)
         pb.run(p_prog, PACKET)
         got = _normal([(r.type, r.misc, r.body) for r in reader.read()])
@@ -282,7 +272,7 @@ def test_output_error_paths_match_the_kernel() -> None:
             for flags in (index, index | (1 << 52) if index != CURRENT_CPU else index | 1 << 60):
                 k_prog = kb.load(_program(k_map, flags, 8), 1)
                 p_prog = pb.load(_program(p_map, flags, 8), 1)
-                with _on_cpu(0):
+                with on_cpu(0):
                     k_ret = kb.run(k_prog, PACKET)
                 p_ret = pb.run(p_prog, PACKET)
                 assert p_ret == k_ret, f"flags {flags:#x}: pyebpf {p_ret:#x}, kernel {k_ret:#x}"

@@ -27,11 +27,12 @@ from typing import Any
 
 import attrs
 
-from ..attr import MapCreateAttr, MapElemAttr, MapFdAttr, ProgLoadAttr, UserPtr
+from ..attr import MapElemAttr, MapFdAttr, ProgLoadAttr, UserPtr
+from ..collection import map_create_attr, patch_map_refs, program_type
 from ..elf.loader import kernel_object_name
 from ..elf.spec import MapSpec, ObjectSpec, ProgramSpec
 from ..errors import BpfError, VerifierError
-from ..uapi import Cmd, MapFlags, MapType, ProgType
+from ..uapi import Cmd, MapType
 from .kernel import _syscall, kernel_bpf
 
 __all__ = ["KernelCollection", "KernelRun", "kernel_prog_load", "kernel_test_run",
@@ -236,35 +237,18 @@ class KernelCollection:
 
     @staticmethod
     def _create_fd(ms: MapSpec, inner_fd: int) -> int:
-        attr = MapCreateAttr(
-            map_type=ms.type, key_size=ms.key_size, value_size=ms.value_size,
-            max_entries=ms.max_entries, map_flags=ms.flags, inner_map_fd=inner_fd,
-            numa_node=ms.numa_node if ms.flags & MapFlags.NUMA_NODE else 0,
-            map_name=ms.kernel_name or kernel_object_name(ms.name), map_extra=ms.map_extra)
         try:
-            return int(kernel_bpf(Cmd.MAP_CREATE, attr))
+            return int(kernel_bpf(Cmd.MAP_CREATE, map_create_attr(ms, inner_fd)))
         except BpfError as e:
             raise BpfError(e.errno or errno.EINVAL,
                            f"kernel: {ms.describe()}: create failed") from None
 
     def _load(self, ps: ProgramSpec, prog_types: dict[str, Any]) -> int:
-        ptype: Any = prog_types.get(ps.name, prog_types.get(ps.section))
-        eat = ps.expected_attach_type
-        if ptype is None:
-            ptype = ps.prog_type
-        elif isinstance(ptype, tuple):
-            ptype, eat = ptype
-        else:
-            eat = 0 if ps.prog_type is None or ProgType(ptype) != ps.prog_type else eat
+        ptype, eat = program_type(ps, prog_types)
         if ptype is None:
             raise BpfError(errno.EINVAL, f"program '{ps.name}': unknown program type")
-        insns = bytearray(ps.insns)
-        for ref in ps.map_refs:
-            km = self.maps[ref.map]
-            struct.pack_into("<I", insns, ref.insn * 8 + 4, km.fd)
-            if ref.kind == "value":
-                struct.pack_into("<I", insns, ref.insn * 8 + 12, ref.offset & 0xFFFF_FFFF)
-        return kernel_prog_load(int(ptype), bytes(insns), license=ps.license or "GPL",
+        insns = patch_map_refs(ps, {name: km.fd for name, km in self.maps.items()})
+        return kernel_prog_load(int(ptype), insns, license=ps.license or "GPL",
                                 expected_attach_type=eat, prog_flags=ps.prog_flags,
                                 name=kernel_object_name(ps.name), kern_version=ps.kern_version)
 
