@@ -365,6 +365,9 @@ class Vm:
         self.insns_executed = 0
         #: Packet bytes for LD_ABS/LD_IND (set by whoever runs a socket-filter-like program).
         self.skb_data: bytes | bytearray | None = None
+        #: The kernel's per-CPU bpf_redirect_info: where bpf_redirect/bpf_redirect_map
+        #: asked the packet to go (pyebpf.helpers.packet.RedirectInfo), for the hook.
+        self.redirect_info: Any = None
         #: The region mapped from ``run(mem=...)``, kept for inspection after the run.
         self.mem_region: Region | None = None
         self._codes: dict[int, tuple[Sequence[Insn], list[Handler]]] = {}

@@ -64,16 +64,10 @@ def _xdp(vm: Vm, ctx: int) -> XdpBuff:
 
 # -- growing and shrinking an skb ---------------------------------------------------------------
 
-def _kmalloc_size(n: int) -> int:
-    from ..progs.skb import _kmalloc_size as size
-
-    return size(n)
-
-
 def expand_head(vm: Vm, skb: SkBuff, nhead: int, ntail: int) -> None:
     """pskb_expand_head: a new buffer with ``nhead`` more bytes of headroom and
     ``ntail`` more of tailroom (kmalloc may give more tailroom), the old one freed."""
-    from ..progs.skb import SKB_TAILROOM
+    from ..progs.skb import SKB_TAILROOM, _kmalloc_size
 
     old_size = skb.end_off
     total = _kmalloc_size(nhead + old_size + ntail + SKB_TAILROOM)
@@ -342,10 +336,9 @@ class RedirectInfo:
 
 
 def redirect_info(vm: Vm) -> RedirectInfo:
-    info = getattr(vm, "redirect_info", None)
-    if info is None:
-        info = vm.redirect_info = RedirectInfo()  # type: ignore[attr-defined]
-    return info
+    if vm.redirect_info is None:
+        vm.redirect_info = RedirectInfo()
+    return vm.redirect_info  # type: ignore[no-any-return]
 
 
 @register_helper(23, "redirect",

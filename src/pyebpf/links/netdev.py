@@ -503,7 +503,7 @@ class Netdev(NetDevice):
                 rt.unmap_later(region)
             base = region.base
             frame = bytes(buf[xdp.data - base:xdp.data_end - base])
-            info = getattr(vm, "redirect_info", None)
+            info = vm.redirect_info
             if xdp_action == XdpAction.PASS:
                 pass
             elif xdp_action == XdpAction.TX:
@@ -582,7 +582,7 @@ class Netdev(NetDevice):
                 vm.redirect_info = None
                 r0, _ = run_on_skb(rt, slot.prog, skb)
                 ret = r0 - (1 << 32) if r0 & 0x8000_0000 else r0
-                info = getattr(vm, "redirect_info", None)
+                info = vm.redirect_info
                 if ret in _TCX_TERMINAL:
                     break
             else:
