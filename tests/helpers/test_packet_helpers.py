@@ -52,7 +52,7 @@ def test_csum_partial_is_the_internet_checksum_sum(data: bytes) -> None:
 
 
 def test_csum_diff_rejects_sizes_not_multiple_of_four(py: PyBackend) -> None:
-    assert S.csum_diff(py, [(b"abc", b"", 0)])[0] in (-errno.EINVAL, -errno.EACCES)
+    assert S.csum_diff(py, [(b"abc", b"", 0)]) == [-errno.EINVAL]
 
 
 def test_csum_diff_with_nothing_returns_the_seed(py: PyBackend) -> None:
