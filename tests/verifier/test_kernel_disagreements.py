@@ -28,7 +28,7 @@ def _load(rt: Runtime, insns: list[Insn], ptype: ProgType = ProgType.SOCKET_FILT
     if ptype == ProgType.SK_LOOKUP:
         kw.setdefault("expected_attach_type", AttachType.SK_LOOKUP)
     return bpf(Cmd.PROG_LOAD, ProgLoadAttr(prog_type=ptype, insns=insns, license="GPL",
-                                           log_level=1, log_size=1 << 20, **kw), runtime=rt)
+                                           log_level=2, log_size=1 << 24, **kw), runtime=rt)
 
 
 def _reject(rt: Runtime, insns: list[Insn], ptype: ProgType = ProgType.SOCKET_FILTER
@@ -326,7 +326,7 @@ def test_imprecise_scalar_does_not_block_pruning(rt: Runtime) -> None:
     fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=8,
                                            max_entries=1), runtime=rt)
     log = _load(rt, _stored_either_value(int(fd))).log
-    assert "from 21 to 22: safe" in log.replace("\n\n", "\n")
+    assert "22: safe" in log  # the path reaching 22 a second time is pruned there
 
 
 def test_unprivileged_scalars_are_all_precise() -> None:
@@ -335,4 +335,4 @@ def test_unprivileged_scalars_are_all_precise() -> None:
     fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=8,
                                            max_entries=1), runtime=unpriv)
     log = _load(unpriv, _stored_either_value(int(fd))).log
-    assert "from 21 to 22: safe" not in log.replace("\n\n", "\n")
+    assert "22: safe" not in log

@@ -16,7 +16,7 @@ def _load(rt: Runtime, prog: str | list[Insn], ptype: ProgType = ProgType.SOCKET
           **kw: object) -> int:
     insns = asm(prog) if isinstance(prog, str) else prog
     return bpf(Cmd.PROG_LOAD, ProgLoadAttr(prog_type=ptype, insns=insns, license="GPL",
-                                           log_level=1, log_size=1 << 20, **kw), runtime=rt)
+                                           log_level=2, log_size=1 << 24, **kw), runtime=rt)
 
 
 @pytest.fixture

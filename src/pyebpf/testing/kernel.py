@@ -60,15 +60,18 @@ from typing import Any
 from ..attr import (
     ATTR_UNION_SIZE,
     LAYOUTS,
+    LOG_BUF_AUTO,
     InfoByFdAttr,
     MapBatchAttr,
     MapCreateAttr,
     MapElemAttr,
     ObjPinAttr,
+    ProgLoadAttr,
+    TestRunAttr,
     UserPtr,
     record_class,
 )
-from ..errors import ENOTSUPP, BpfError
+from ..errors import ENOTSUPP, BpfError, VerifierError
 from ..syscall import BatchResult, MapInfo
 from ..uapi import Cmd, MapType
 
@@ -314,8 +317,51 @@ def _run(cmd: Cmd, attr: Any, mem: _UserMemory, key_size: int | None,
         ptrs[name] = addr
         outs[name] = (addr, size)
 
+    def out_buffer(name: str, given: Any, size: int) -> None:
+        """An output buffer as pyebpf takes one: AUTO (provided here), a bytearray
+        (filled back), a UserPtr, or None (the NULL pointer)."""
+        if given is None:
+            ptrs[name] = 0
+        elif isinstance(given, UserPtr):
+            ptrs[name] = given.addr
+        else:
+            if isinstance(given, bytearray):
+                size = len(given)
+            ptrs[name] = mem.buffer(size)
+            outs[name] = (ptrs[name], size)
+
     mt = ks = vs = 0
-    if isinstance(attr, MapElemAttr):
+    if isinstance(attr, ProgLoadAttr):
+        insns = attr.insns
+        if isinstance(insns, list | tuple):
+            from ..isa.insn import encode
+
+            insns = encode(insns)
+        ptrs["insns"] = _input(mem, insns)
+        if attr.insn_cnt == 0 and isinstance(insns, bytes | bytearray):
+            attr = _replace(attr, insn_cnt=len(insns) // 8)
+        ptrs["license"] = _cstring(mem, attr.license)
+        log_given = None if (attr.log_buf is LOG_BUF_AUTO and not attr.log_size) else attr.log_buf
+        out_buffer("log_buf", log_given, attr.log_size)
+    elif isinstance(attr, TestRunAttr):
+        for name in ("data_in", "ctx_in"):
+            given = getattr(attr, name)
+            ptrs[name] = _input(mem, given)
+            size_name = name.replace("_in", "_size_in")
+            if getattr(attr, size_name) is None:
+                attr = _replace(attr, **{size_name: 0 if given is None or isinstance(
+                    given, UserPtr) else len(bytes(given))})
+        # Without data_size_out the kernel copies the whole output: room for the
+        # largest packet a test run can make (the page it runs in).
+        out_buffer("data_out", attr.data_out, attr.data_size_out or 2 * PAGE_SIZE)
+        if attr.ctx_out is LOG_BUF_AUTO:
+            # As pyebpf's AUTO: the ctx comes back when one went in.
+            if attr.ctx_in is None:
+                attr = _replace(attr, ctx_out=None)
+            else:  # AUTO returns the whole ctx, whatever ctx_size_out says
+                attr = _replace(attr, ctx_size_out=PAGE_SIZE)
+        out_buffer("ctx_out", attr.ctx_out, attr.ctx_size_out)
+    elif isinstance(attr, MapElemAttr):
         ptrs["key"] = _input(mem, attr.key)
         if cmd in (Cmd.MAP_LOOKUP_ELEM, Cmd.MAP_GET_NEXT_KEY, Cmd.MAP_LOOKUP_AND_DELETE_ELEM):
             mt, ks, vs = _map_facts(attr.map_fd, key_size, value_size, map_type)
@@ -355,8 +401,15 @@ def _run(cmd: Cmd, attr: Any, mem: _UserMemory, key_size: int | None,
     buf = ctypes.create_string_buffer(bytes(raw), len(raw))
     ret, err = _syscall(cmd, buf, len(raw))
     raw_after = buf.raw
+    if isinstance(attr, ProgLoadAttr):
+        return _load_result(attr, raw_after, outs, mem, ret, err)
+    if isinstance(attr, TestRunAttr):
+        _fill_back(attr, outs, mem)
     if err:
         e = _fail(cmd, err)
+        if isinstance(attr, TestRunAttr) and err == _errno.ENOSPC:
+            # What was run and cut, as pyebpf's ENOSPC carries it.
+            e.result = _test_run_result(attr, raw_after, outs, mem)  # type: ignore[attr-defined]
         if isinstance(attr, MapBatchAttr):
             # What the kernel wrote back before failing (count, and for lookups the
             # elements done): ``partial``, as pyebpf's batch errors carry it
@@ -375,12 +428,58 @@ def _run(cmd: Cmd, attr: Any, mem: _UserMemory, key_size: int | None,
         return ret
     if isinstance(attr, MapBatchAttr):
         return _batch_result(cmd, attr, raw_after, outs, mem, mt, ks, vs)
+    if isinstance(attr, TestRunAttr):
+        return _test_run_result(attr, raw_after, outs, mem)
     if isinstance(attr, InfoByFdAttr):
         if "info" not in outs:
             return ret
         addr, size = outs["info"]
         return MapInfo.unpack(mem.read(addr, min(size, MAP_INFO_SIZE)))
     return ret
+
+
+def _load_result(attr: ProgLoadAttr, raw_after: bytes, outs: dict[str, tuple[int, int]],
+                 mem: _UserMemory, ret: int, err: int) -> Any:
+    """PROG_LOAD as pyebpf returns it: a LoadedFd carrying the log, or a
+    VerifierError carrying it."""
+    from ..prog import LoadedFd
+
+    text = ""
+    if "log_buf" in outs:
+        data = mem.read(*outs["log_buf"])
+        if isinstance(attr.log_buf, bytearray):
+            attr.log_buf[:] = data
+        text = data.split(b"\0", 1)[0].decode(errors="replace")
+    true_size = struct.unpack_from("<I", raw_after, 140)[0]
+    if err:
+        name = "ENOTSUPP" if err == ENOTSUPP else _errno.errorcode.get(err, str(err))
+        raise VerifierError(err, f"kernel: PROG_LOAD failed with {name}", text)
+    return LoadedFd(ret, text, true_size)
+
+
+def _fill_back(attr: TestRunAttr, outs: dict[str, tuple[int, int]], mem: _UserMemory) -> None:
+    """Copy the kernel's output into the caller's bytearrays."""
+    for name in ("data_out", "ctx_out"):
+        given = getattr(attr, name)
+        if isinstance(given, bytearray) and name in outs:
+            given[:] = mem.read(*outs[name])
+
+
+def _test_run_result(attr: TestRunAttr, raw_after: bytes, outs: dict[str, tuple[int, int]],
+                     mem: _UserMemory) -> Any:
+    """PROG_TEST_RUN as pyebpf returns it (a TestRunResult)."""
+    from ..prog import TestRunResult
+
+    retval, _, data_size_out = struct.unpack_from("<III", raw_after, 4)
+    duration, _, ctx_size_out = struct.unpack_from("<III", raw_after, 36)
+    data_out = ctx_out = None
+    if "data_out" in outs and not isinstance(attr.data_out, bytearray):
+        data_out = mem.read(outs["data_out"][0], min(data_size_out, outs["data_out"][1]))
+    if "ctx_out" in outs:
+        ctx_out = mem.read(outs["ctx_out"][0], min(ctx_size_out, outs["ctx_out"][1]))
+    return TestRunResult(retval=retval, duration=duration, data_out=data_out,
+                         data_size_out=data_size_out, ctx_out=ctx_out,
+                         ctx_size_out=ctx_size_out)
 
 
 def _replace(attr: Any, **changes: Any) -> Any:

@@ -222,6 +222,8 @@ class Verifier:
         self.insn_idx = 0
         self.prev_insn_idx = -1
         self.do_check()
+        if not self.log.level & 2:  # do_check_common: a passing walk keeps no log at level 1
+            self.log.reset(0)
 
     # -- the loop ------------------------------------------------------------------------
     def do_check(self) -> None:
