@@ -120,7 +120,9 @@ def test_rejection_pretty_text_ends_with_the_log_and_a_hint() -> None:
                      runtime=Runtime(), log_level=1)
     lines = verifier_error_text(exc.value).splitlines()
     assert lines[0] == "[EACCES] R2 offset is outside of the packet"
-    assert lines[1] == "verifier log (end):" and lines[2].startswith("  0: (61)")
+    assert lines[1] == "verifier log (end):"
+    assert lines[2:4] == ["  0: R1=ctx() R10=fp0", "  0: (61) r2 = *(u32 *)(r1 +0)          "
+                          "; R1=ctx() R2=pkt(r=0)"]
     assert lines[-1].startswith("err.explain() shows the path")
 
 

@@ -179,6 +179,13 @@ def _map_type(name: str | int) -> int:
     return int(MapType[name.removeprefix("BPF_MAP_TYPE_")])
 
 
+def _selftest_map_name(spec: Mapping[str, Any]) -> str:
+    """The name test_verifier.c gives the map: "test_map" for the maps it creates
+    with BTF (create_map_spin_lock/_timer/_kptr, create_sk_storage_map), none for
+    the others; the verifier log shows it (``map=test_map``)."""
+    return "test_map" if spec.get("btf") else ""
+
+
 def _create_map(rt: Runtime, kind: str, spec: Mapping[str, Any], maps: CaseMaps,
                 prog_type: int) -> int:
     mtype = _map_type(spec["map_type"])
@@ -201,7 +208,8 @@ def _create_map(rt: Runtime, kind: str, spec: Mapping[str, Any], maps: CaseMaps,
                               "supported yet)")
     attr = MapCreateAttr(map_type=mtype, key_size=spec["key_size"],
                          value_size=spec["value_size"], max_entries=spec["max_entries"],
-                         map_flags=spec.get("map_flags", 0), map_name=kind[:15], **extra)
+                         map_flags=spec.get("map_flags", 0), map_name=_selftest_map_name(spec),
+                         **extra)
     try:
         fd = bpf(Cmd.MAP_CREATE, attr, runtime=rt)
     except BpfError:

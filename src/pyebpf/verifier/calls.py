@@ -779,7 +779,7 @@ def check_func_call(v: Verifier, insn: Insn, idx: int) -> None:
     if v.log.level:
         v.verbose("caller:\n" + _frame_state(st, caller.frameno) + "\n")
         v.verbose("callee:\n" + _frame_state(st, callee.frameno) + "\n")
-    v.scratched.clear()
+    v.mark_verifier_state_scratched()
 
 
 def _frame_state(st: Any, frameno: int) -> str:
@@ -829,6 +829,7 @@ def _prepare_func_exit(v: Verifier) -> None:
     st.frames.pop()
     st.curframe -= 1
     v.scratched.clear()
+    v.returned_to_caller = True
 
 
 def _invalid_scalar(reg: RegState, lo: int, hi: int, ctx: str, name: str) -> str:

@@ -69,6 +69,9 @@ def add_subprogs(v: Verifier) -> None:
             v.fail(errno.EINVAL, "call to invalid destination")
         starts.add(target)
     v.subprog_starts = [*sorted(starts), n]
+    if v.log.level & 2:
+        for i, start in enumerate(v.subprog_starts[:-1]):
+            v.verbose(f"func#{i} @{start}\n")
 
 
 def subprog_of(v: Verifier, insn_idx: int) -> int:
@@ -291,3 +294,78 @@ def check_cfg(v: Verifier) -> None:
             i += 2
         else:
             i += 1
+
+
+def compute_scc(insns: list[Insn]) -> list[int]:
+    """compute_scc: the strongly connected component of every instruction (0 for
+    none), numbered from 1 in the order Tarjan's algorithm completes them, over
+    all instructions in index order; only loops count (two or more instructions,
+    or one jumping to itself)."""
+    from .liveness import insn_successors
+
+    n = len(insns)
+    pre = [0] * n
+    low = [0] * n
+    on_stack = [False] * n
+    scc = [0] * n
+    stack: list[int] = []
+    counter = 0
+    next_scc = 1
+    for root in range(n):
+        if pre[root]:
+            continue
+        # (vertex, its successors, the next successor to look at): recursion as data
+        dfs: list[tuple[int, tuple[int, ...], int]] = []
+        counter += 1
+        pre[root] = low[root] = counter
+        stack.append(root)
+        on_stack[root] = True
+        dfs.append((root, tuple(s for s in insn_successors(insns, root) if s < n), 0))
+        while dfs:
+            w, succ, k = dfs[-1]
+            if k < len(succ):
+                dfs[-1] = (w, succ, k + 1)
+                t = succ[k]
+                if not pre[t]:
+                    counter += 1
+                    pre[t] = low[t] = counter
+                    stack.append(t)
+                    on_stack[t] = True
+                    dfs.append((t, tuple(s for s in insn_successors(insns, t) if s < n), 0))
+                elif on_stack[t]:
+                    low[w] = min(low[w], pre[t])
+                continue
+            dfs.pop()
+            if dfs:
+                parent = dfs[-1][0]
+                low[parent] = min(low[parent], low[w])
+            if low[w] != pre[w]:
+                continue
+            loop = stack[-1] != w or w in succ
+            while True:
+                t = stack.pop()
+                on_stack[t] = False
+                if loop:
+                    scc[t] = next_scc
+                if t == w:
+                    break
+            if loop:
+                next_scc += 1
+    return scc
+
+
+def print_live_regs(v: Verifier, live_before: list[int]) -> None:
+    """compute_live_registers' level-2 table: per instruction, its loop (SCC), the
+    registers r0-r9 live before it, and the instruction."""
+    from ..isa.disasm import format_insn
+
+    insns = v.insns
+    scc = compute_scc(insns)
+    v.verbose("Live regs before insn:\n")
+    i = 0
+    while i < len(insns):
+        regs = "".join(str(r) if live_before[i] >> r & 1 else "." for r in range(10))
+        loop = f"{scc[i]:3d} " if scc[i] else "    "
+        text = format_insn(insns, i, **v.disasm_opts())
+        v.verbose(f"{loop}{i:3d}: {regs} ({insns[i].code:02x}) {text}\n")
+        i += 2 if is_ldimm64(insns[i]) else 1

@@ -33,7 +33,13 @@ from .calls import (
     check_tail_call_map_ptrs,
     process_exit,
 )
-from .cfg import add_subprogs, check_cfg, check_subprogs, resolve_pseudo_ldimm64
+from .cfg import (
+    add_subprogs,
+    check_cfg,
+    check_subprogs,
+    print_live_regs,
+    resolve_pseudo_ldimm64,
+)
 from .iters import iter_active_depths_differ, iter_loop_converged
 from .kfuncs import add_kfunc_calls, fixup_kfunc_calls, kfunc_call_name
 from .liveness import StackLiveness, clean_verifier_state, compute_live_registers
@@ -57,6 +63,8 @@ from .types import (
 __all__ = ["Verifier"]
 
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
+#: mark_verifier_state_scratched: every register and every stack slot (``-(spi + 1)``).
+ALL_SCRATCHED = frozenset(range(MAX_BPF_REG)) | frozenset(-(spi + 1) for spi in range(64))
 
 
 class _Pending:
@@ -129,6 +137,8 @@ class Verifier:
         self.insn_idx = 0
         self.prev_insn_idx = -1
         self.scratched: set[int] = set()
+        #: A subprogram just returned: the next instruction's log starts with the state.
+        self.returned_to_caller = False
         self.prev_log_pos = 0
         self.prev_insn_print_pos = 0
         self.subprog_stack_depth: dict[int, int] = {}
@@ -158,14 +168,18 @@ class Verifier:
 
     # -- bpf_check ---------------------------------------------------------------------
     def run(self) -> None:
-        add_subprogs(self)
-        add_kfunc_calls(self)
-        check_subprogs(self)
-        resolve_pseudo_ldimm64(self)
-        check_cfg(self)
-        self.live_regs_before = compute_live_registers(self)
-        self.check_attach_btf_id()
+        # Every outcome past this point ends with the statistics line, the early
+        # rejections too (bpf_check's skip_full_check).
         try:
+            add_subprogs(self)
+            add_kfunc_calls(self)
+            check_subprogs(self)
+            resolve_pseudo_ldimm64(self)
+            check_cfg(self)
+            self.live_regs_before = compute_live_registers(self)
+            if self.log.level & 2:
+                print_live_regs(self, self.live_regs_before)
+            self.check_attach_btf_id()
             self.do_check_main()
             check_max_stack_depth(self)
             fixup_kfunc_calls(self)
@@ -221,6 +235,7 @@ class Verifier:
         self.cur = self.init_state()
         self.insn_idx = 0
         self.prev_insn_idx = -1
+        self.mark_verifier_state_scratched()  # do_check_common: the log opens with R1 and R10
         self.do_check()
         if not self.log.level & 2:  # do_check_common: a passing walk keeps no log at level 1
             self.log.reset(0)
@@ -257,7 +272,6 @@ class Verifier:
                 self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}{_spec(self.cur)}:")
                 self.verbose(self.cur.format(print_all=True) + "\n")
                 do_print_state = False
-                self.scratched.clear()
             if level:
                 if self.scratched:
                     self.print_insn_state()
@@ -298,6 +312,9 @@ class Verifier:
                 if self.finish_path():
                     return
                 do_print_state = True
+            elif self.returned_to_caller:  # prepare_func_exit: "from <exit> to <call+1>"
+                self.returned_to_caller = False
+                do_print_state = True
 
     def disasm_opts(self) -> dict[str, Any]:
         return {"allow_ptr_leaks": self.allow_ptr_leaks, "helper_name": kfunc_call_name}
@@ -335,8 +352,13 @@ class Verifier:
         self.cur = elem.state
         self.insn_idx = elem.insn_idx
         self.prev_insn_idx = elem.prev_insn_idx
-        self.scratched.clear()
+        self.mark_verifier_state_scratched()  # the popped path's log starts with its state
         return False
+
+    def mark_verifier_state_scratched(self) -> None:
+        """Every register and stack slot counts as changed: the next instruction's
+        log line is preceded by the whole state."""
+        self.scratched = set(ALL_SCRATCHED)
 
     def update_branch_counts(self, st: VerifierState | None) -> None:
         """A path ended: its states' pending branches drop; finished explored
