@@ -336,3 +336,33 @@ def test_unprivileged_scalars_are_all_precise() -> None:
                                            max_entries=1), runtime=unpriv)
     log = _load(unpriv, _stored_either_value(int(fd))).log
     assert "22: safe" not in log
+
+
+def _lookup_then_read(map_fd: int, key_store: list[Insn]) -> list[Insn]:
+    """Look a key stored by ``key_store`` up and read the value without a NULL check."""
+    return [*key_store,
+            Insn(0xBF, 2, 10, 0, 0),  # r2 = r10
+            Insn(0x07, 2, 0, 0, -8),  # r2 += -8
+            Insn(0x18, 1, 1, 0, map_fd), Insn(0, 0, 0, 0, 0),  # r1 = map
+            Insn(0x85, 0, 0, 0, 1),  # call bpf_map_lookup_elem
+            Insn(0x79, 0, 0, 0, 0),  # r0 = *(u64 *)(r0 + 0)
+            EXIT]
+
+
+@pytest.mark.parametrize(("key_store", "flags", "accepted"), [
+    ([Insn(0x62, 10, 0, -8, 1)], 0, True),  # *(u32 *)(r10 - 8) = 1
+    ([Insn(0xB7, 3, 0, 0, 1), Insn(0x63, 10, 3, -8, 0)], 0, True),  # 4-byte spill of 1
+    # A key spilled at 8 bytes is not a 4-byte constant for get_constant_map_key.
+    ([Insn(0xB7, 3, 0, 0, 1), Insn(0x7B, 10, 3, -8, 0)], 0, False),
+    # An inner map's template may stand for a smaller map at run time.
+    ([Insn(0x62, 10, 0, -8, 1)], 1 << 12, False),
+], ids=["st_imm", "spill32", "spill64_is_not_a_key", "inner_map_template"])
+def test_array_lookup_with_constant_key_needs_no_null_check_only_as_the_kernel_allows(
+        rt: Runtime, key_store: list[Insn], flags: int, accepted: bool) -> None:
+    fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=8,
+                                           max_entries=4, map_flags=flags), runtime=rt)
+    prog = _lookup_then_read(int(fd), key_store)
+    if accepted:
+        _load(rt, prog)
+    else:
+        assert "invalid mem access 'map_value_or_null'" in str(_reject(rt, prog))

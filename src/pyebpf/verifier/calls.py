@@ -16,7 +16,7 @@ from ..helpers import func_proto
 from ..helpers.proto import ArgType, RetType
 from ..isa.disasm import func_id_name
 from ..isa.insn import Insn
-from ..uapi import AttachType, FuncId, MapType, ProgType
+from ..uapi import AttachType, FuncId, MapFlags, MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MAX, S64_MIN
 from .cfg import map_btf_field, subprog_of
@@ -331,7 +331,7 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         m = meta["map"]
         if m is None:
             v.fail(errno.EFAULT, "verifier bug: unexpected null map_ptr")
-        if func_id == F.map_lookup_elem and m.map_type in (MapType.ARRAY, MapType.PERCPU_ARRAY) \
+        if func_id == F.map_lookup_elem and can_elide_value_nullness(m) \
                 and 0 <= meta["const_map_key"] < m.max_entries:
             flag &= ~PTR_MAYBE_NULL
         r0.set_ptr(R.PTR_TO_MAP_VALUE | flag)
@@ -488,7 +488,7 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
     elif base == ArgType.ARG_PTR_TO_MAP_KEY:
         m = meta["map"]
         check_helper_mem_access(v, regno, m.key_size, False, False, meta)
-        if m.map_type in (MapType.ARRAY, MapType.PERCPU_ARRAY):
+        if can_elide_value_nullness(m):
             meta["const_map_key"] = _constant_map_key(v, reg, m.key_size)
     elif base == ArgType.ARG_PTR_TO_MAP_VALUE:
         if arg_type & PTR_MAYBE_NULL and _is_null(reg):
@@ -523,25 +523,45 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
             v.fail(errno.EACCES, f"R{regno} does not point to a readonly map'")
 
 
+def can_elide_value_nullness(m: Any) -> bool:
+    """A lookup with a constant in-range key can't fail in arrays. Not in an inner
+    map's template: the map found at run time may have fewer entries."""
+    return m.map_type in (MapType.ARRAY, MapType.PERCPU_ARRAY) \
+        and not m.map_flags & MapFlags.INNER_MAP
+
+
 def _constant_map_key(v: Verifier, reg: RegState, key_size: int) -> int:
-    """get_constant_map_key: a 4-byte key spilled as a known constant on the stack."""
-    if reg.type != R.PTR_TO_STACK or not tnum_is_const(reg.scalar.var_off) or key_size != 4:
+    """get_constant_map_key: the key when the stack holds it as a known constant,
+    zero bytes or a scalar spilled at exactly the key's size; else -1."""
+    if not v.bpf_capable or reg.type != R.PTR_TO_STACK or not tnum_is_const(reg.scalar.var_off):
         return -1
-    off = reg.off + reg.scalar.var_off.value
-    if off % BPF_REG_SIZE:
-        return -1
+    slot = -(reg.off + reg.scalar.var_off.value) - 1
+    spi, off = divmod(slot, BPF_REG_SIZE)
     frame = v.func(reg)
-    spi = (-off - 1) // BPF_REG_SIZE
-    if spi >= len(frame.stack):
+    if not 0 <= spi < len(frame.stack):
         return -1
-    slot = frame.stack[spi]
-    if all(t == SlotType.ZERO for t in slot.slot_type[BPF_REG_SIZE - 4:]):
+    stack = frame.stack[spi]
+    stype = stack.slot_type
+    zero_size = 0
+    i = off
+    while i >= 0 and stype[i] == SlotType.ZERO:
+        zero_size += 1
+        i -= 1
+    if zero_size >= key_size:
         return 0
-    sp = slot.spilled
-    if not slot.is_spill or sp is None or sp.type != R.SCALAR_VALUE or not sp.is_const:
+    sp = stack.spilled
+    if stype[BPF_REG_SIZE - 1] != SlotType.SPILL or sp is None or sp.type != R.SCALAR_VALUE:
+        return -1
+    spill_size = 0
+    i = off
+    while i >= 0 and stype[i] == SlotType.SPILL:
+        spill_size += 1
+        i -= 1
+    if spill_size != key_size or not tnum_is_const(sp.scalar.var_off):
         return -1
     mark_chain_precision_stack(v, reg.frameno, spi)  # the lookup relies on this key
-    return sp.const_value & 0xFFFF_FFFF
+    value = sp.scalar.var_off.value
+    return value - (1 << 64) if value >> 63 else value  # s64, as the kernel keeps it
 
 
 def check_reg_type(v: Verifier, regno: int, arg_type: int, meta: dict[str, Any]) -> None:
