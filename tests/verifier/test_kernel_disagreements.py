@@ -366,3 +366,15 @@ def test_array_lookup_with_constant_key_needs_no_null_check_only_as_the_kernel_a
         _load(rt, prog)
     else:
         assert "invalid mem access 'map_value_or_null'" in str(_reject(rt, prog))
+
+
+def test_unprivileged_log_prints_every_scalar_as_precise() -> None:
+    # The kernel's __mark_reg_unknown sets precise = !bpf_capable: its unprivileged
+    # logs show P on every scalar (dev case "and/invalid range check").
+    unpriv = Runtime(privileged=False)
+    prog = [Insn(0xB7, 3, 0, 0, 1),  # r3 = 1
+            Insn(0xBF, 4, 10, 0, 0),  # r4 = r10
+            Insn(0x0F, 4, 3, 0, 0),  # r4 += r3: refused unprivileged
+            Insn(0xB7, 0), EXIT]
+    log = _reject(unpriv, prog).log
+    assert "0: (b7) r3 = 1                        ; R3=P1" in log

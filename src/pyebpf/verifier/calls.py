@@ -797,13 +797,13 @@ def check_func_call(v: Verifier, insn: Insn, idx: int) -> None:
         caller.regs[r].mark_not_init()
     v.insn_idx = target
     if v.log.level:
-        v.verbose("caller:\n" + _frame_state(st, caller.frameno) + "\n")
-        v.verbose("callee:\n" + _frame_state(st, callee.frameno) + "\n")
+        v.verbose("caller:\n" + _frame_state(v, st, caller.frameno) + "\n")
+        v.verbose("callee:\n" + _frame_state(v, st, callee.frameno) + "\n")
     v.mark_verifier_state_scratched()
 
 
-def _frame_state(st: Any, frameno: int) -> str:
-    return st.frames[frameno].format(print_all=True)
+def _frame_state(v: Verifier, st: Any, frameno: int) -> str:
+    return st.frames[frameno].format(all_precise=not v.bpf_capable)
 
 
 def process_exit(v: Verifier, idx: int) -> bool:
@@ -844,8 +844,9 @@ def _prepare_func_exit(v: Verifier) -> None:
     caller.regs[0].assign(r0)
     v.insn_idx = callee.callsite + 1
     if v.log.level:
-        v.verbose("returning from callee:\n" + callee.format(print_all=True) + "\n")
-        v.verbose(f"to caller at {v.insn_idx}:\n" + caller.format(print_all=True) + "\n")
+        unpriv = not v.bpf_capable
+        v.verbose("returning from callee:\n" + callee.format(all_precise=unpriv) + "\n")
+        v.verbose(f"to caller at {v.insn_idx}:\n" + caller.format(all_precise=unpriv) + "\n")
     st.frames.pop()
     st.curframe -= 1
     v.scratched.clear()

@@ -270,7 +270,7 @@ class Verifier:
                 continue
             if level & 2 and do_print_state:
                 self.verbose(f"\nfrom {self.prev_insn_idx} to {idx}{_spec(self.cur)}:")
-                self.verbose(self.cur.format(print_all=True) + "\n")
+                self.verbose(self.cur.format(all_precise=not self.bpf_capable) + "\n")
                 do_print_state = False
             if level:
                 if self.scratched:
@@ -327,7 +327,8 @@ class Verifier:
             self.verbose(" " * pad + ";")
         else:
             self.verbose(f"{self.insn_idx if idx is None else idx}:")
-        self.verbose(self.cur.format(self.scratched, print_all=False) + "\n")
+        self.verbose(self.cur.format(self.scratched, print_all=False,
+                                     all_precise=not self.bpf_capable) + "\n")
         self.scratched.clear()
 
     def set_hist(self, flags: int = 0, linked: tuple[Any, ...] = ()) -> None:
@@ -406,8 +407,8 @@ class Verifier:
                         and states_equal(self, old, cur, exact=True) \
                         and not iter_active_depths_differ(old, cur):
                     self.verbose(f"infinite loop detected at insn {idx}\n")
-                    self.verbose("cur state:" + cur.format(print_all=True) + "\n")
-                    self.verbose("old state:" + old.format(print_all=True) + "\n")
+                    self.verbose("cur state:" + cur.format(all_precise=not self.bpf_capable) + "\n")
+                    self.verbose("old state:" + old.format(all_precise=not self.bpf_capable) + "\n")
                     raise VerifierAbort(errno.EINVAL, f"infinite loop detected at insn {idx}")
             # In a loop (the last state stored here is still on this path) add
             # states sparingly: iterations differ and rarely help pruning.

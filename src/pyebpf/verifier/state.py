@@ -191,15 +191,17 @@ class RegState:
     def __repr__(self) -> str:
         return f"<RegState {reg_type_str(self.type)} {self.format(0)}>"
 
-    def format(self, frameno: int) -> str:
-        """print_reg_state: e.g. ``ctx()``, ``fp-8``, ``map_value(ks=4,vs=8)``, ``1``."""
+    def format(self, frameno: int, all_precise: bool = False) -> str:
+        """print_reg_state: e.g. ``ctx()``, ``fp-8``, ``map_value(ks=4,vs=8)``, ``1``.
+        ``all_precise``: unprivileged, where every scalar is precise (``P``)."""
         t = self.type
         s = self.scalar
         out = ""
         if t == RegType.SCALAR_VALUE:
             from .scalar import format_scalar
 
-            return format_scalar(s, id=self.id, off=self.off, precise=self.precise)
+            return format_scalar(s, id=self.id, off=self.off,
+                                 precise=self.precise or all_precise)
         out += reg_type_str(t)
         base = base_type(t)
         if base == RegType.PTR_TO_ARENA:
@@ -317,7 +319,8 @@ class FuncState:
     def slot(self, spi: int) -> StackSlot:
         return self.stack[spi]
 
-    def format(self, scratched: set[int] | None = None, print_all: bool = True) -> str:
+    def format(self, scratched: set[int] | None = None, print_all: bool = True,
+               all_precise: bool = False) -> str:
         out = ""
         if self.frameno:
             out += f" frame{self.frameno}:"
@@ -326,7 +329,7 @@ class FuncState:
                 continue
             if not print_all and scratched is not None and i not in scratched:
                 continue
-            out += f" R{i}={r.format(self.frameno)}"
+            out += f" R{i}={r.format(self.frameno, all_precise)}"
         for spi, slot in enumerate(self.stack):
             types = slot.slot_type
             if all(t == SlotType.INVALID for t in types):
@@ -344,7 +347,8 @@ class FuncState:
             chars = "".join(SLOT_CHARS[t] for t in types)
             if slot.is_spill and slot.spilled is not None:
                 first = next(i for i, t in enumerate(types) if t == SlotType.SPILL)
-                out += f" fp{off}={chars[:first]}{slot.spilled.format(self.frameno)}"
+                spilled = slot.spilled.format(self.frameno, all_precise)
+                out += f" fp{off}={chars[:first]}{spilled}"
             else:
                 out += f" fp{off}={chars}"
         if self.in_callback_fn:
@@ -451,9 +455,10 @@ class VerifierState:
         regs = tuple(map(_LOOP_KEY_FIELDS, self.frames[self.curframe].regs))
         return (self.curframe, tuple(f.callsite for f in self.frames), regs)
 
-    def format(self, scratched: set[int] | None = None, print_all: bool = True) -> str:
+    def format(self, scratched: set[int] | None = None, print_all: bool = True,
+               all_precise: bool = False) -> str:
         f = self.frames[self.curframe]
-        out = f.format(scratched, print_all)
+        out = f.format(scratched, print_all, all_precise)
         if self.refs:
             out += " refs=" + ",".join(str(r[0]) for r in self.refs)
         return out
