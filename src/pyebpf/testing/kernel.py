@@ -61,6 +61,7 @@ from ..attr import (
     ATTR_UNION_SIZE,
     LAYOUTS,
     LOG_BUF_AUTO,
+    BtfLoadAttr,
     InfoByFdAttr,
     MapBatchAttr,
     MapCreateAttr,
@@ -331,6 +332,10 @@ def _run(cmd: Cmd, attr: Any, mem: _UserMemory, key_size: int | None,
             outs[name] = (ptrs[name], size)
 
     mt = ks = vs = 0
+    if isinstance(attr, BtfLoadAttr) and attr.btf_size is None:
+        # As pyebpf takes it: the size defaults to the blob's length.
+        size = 0 if attr.btf is None or isinstance(attr.btf, UserPtr) else len(bytes(attr.btf))
+        attr = _replace(attr, btf_size=size)
     if isinstance(attr, ProgLoadAttr):
         insns = attr.insns
         if isinstance(insns, list | tuple):

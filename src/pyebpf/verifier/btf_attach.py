@@ -10,7 +10,7 @@ program attaches to by BTF id:
 - (extensions): ``bpf_check_attach_target``'s EXT rules and
   ``btf_check_type_match``, then the program is verified as its target's type
   (``resolve_prog_type``) with its arguments typed from BTF
-  (``btf_prepare_func_args``: :func:`ext_init_regs`);
+  (``btf_prepare_func_args``: :func:`pyebpf.verifier.global_func.init_arg_regs`);
 - :func:`check_ptr_to_btf_access`: loads through a ``PTR_TO_BTF_ID`` walk the
   kernel struct (``btf_struct_walk``: a scalar member gives a scalar, a
   pointer to a struct gives another PTR_TO_BTF_ID); stores are the struct_ops
@@ -30,10 +30,9 @@ from .types import PTR_MAYBE_NULL, PTR_TRUSTED, PTR_UNTRUSTED, RegType, reg_type
 
 if TYPE_CHECKING:
     from .check import Verifier
-    from .state import FuncState, RegState
+    from .state import RegState
 
-__all__ = ["CTX_STRUCT_NAMES", "BtfPtr", "check_attach_btf_id", "check_ptr_to_btf_access",
-           "ext_init_regs"]
+__all__ = ["CTX_STRUCT_NAMES", "BtfPtr", "check_attach_btf_id", "check_ptr_to_btf_access"]
 
 
 class BtfPtr(int):
@@ -369,44 +368,3 @@ _SIZED = (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.STRUCT, BtfKind.UNI
 def _info(t: BtfType) -> tuple[int, int, bool]:
     """A btf_type's ``info`` word (kind, vlen, kflag): what the kernel compares."""
     return (int(t.kind), t.vlen, t.kflag)
-
-
-def ext_init_regs(v: Verifier, frame: FuncState) -> None:
-    """btf_prepare_func_args for an extension's main function: r1-r5 typed from its
-    BTF prototype (the context, scalars, or nullable memory of a sized type)."""
-    prog = v.prog
-    btf: Btf = prog.btf
-    func = btf.type(prog.func_info[0].type_id)
-    proto = btf.type(func.type)
-    v.verbose(f"Validating {func.name}() func#0...\n")
-    ret = btf.skip_mods_and_typedefs(proto.type)
-    if proto.type and ret.kind not in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64):
-        v.fail(errno.EINVAL, f"Global function {func.name}() doesn't return scalar. Only those "
-               "are supported.")
-    if len(proto.params) > 5:
-        v.fail(errno.EINVAL, f"Global function {func.name}() with {len(proto.params)} > 5 args. "
-               "Buggy compiler.")
-    ctx_name = CTX_STRUCT_NAMES.get(v.prog_type)
-    for i, p in enumerate(proto.params):
-        reg = frame.regs[i + 1]
-        t = btf.skip_mods_and_typedefs(p.type)
-        if t.kind in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64):
-            reg.mark_unknown()
-            continue
-        if t.kind is BtfKind.PTR:
-            target = btf.skip_mods_and_typedefs(t.type)
-            if target.kind is BtfKind.STRUCT and target.name == ctx_name:
-                reg.set_ptr(int(RegType.PTR_TO_CTX))
-                continue
-            if t.type and target.kind is not BtfKind.FUNC_PROTO:
-                try:
-                    size = btf.sizeof(t.type)
-                except Exception:
-                    size = 0
-                if size:
-                    reg.set_ptr(int(RegType.PTR_TO_MEM) | PTR_MAYBE_NULL)
-                    reg.mem_size = size
-                    reg.id = v.new_id()
-                    continue
-        v.fail(errno.EINVAL, f"Arg#{i} type {t.kind.name} in {func.name}() is not supported "
-               "yet.")

@@ -20,6 +20,7 @@ from ..uapi import AttachType, FuncId, MapFlags, MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MAX, S64_MIN
 from .cfg import map_btf_field, subprog_of
+from .global_func import check_global_call, check_global_return, subprog_is_global
 from .mem import (
     check_map_access,
     check_map_access_type,
@@ -781,6 +782,11 @@ def check_kfunc_call(v: Verifier, insn: Insn, idx: int) -> None:
 
 def check_func_call(v: Verifier, insn: Insn, idx: int) -> None:
     target = idx + insn.imm + 1
+    subprog = subprog_of(v, target)
+    if subprog_is_global(v, subprog):
+        check_global_call(v, subprog)
+        v.insn_idx = idx + 1  # the call is done: on to the next instruction
+        return
     st = v.cur
     if st.curframe + 1 >= MAX_CALL_FRAMES:
         v.fail(errno.E2BIG, f"the call stack of {st.curframe + 2} frames is too deep")
@@ -902,7 +908,7 @@ def _retval_range(v: Verifier) -> tuple[int, int] | None:
 
 
 def check_return_code(v: Verifier) -> None:
-    if v.prog_type == ProgType.STRUCT_OPS:
+    if v.prog_type == ProgType.STRUCT_OPS and not v.cur.frames[0].subprogno:
         from ..progs.struct_ops import returns_void
 
         if returns_void(v.prog):  # the member returns void: R0 is not looked at
@@ -910,6 +916,9 @@ def check_return_code(v: Verifier) -> None:
     v.check_reg_arg(0, SRC_OP)
     if v.is_pointer_value(0):
         v.fail(errno.EACCES, "R0 leaks addr as return value")
+    if v.cur.frames[0].subprogno:  # a global function verified on its own
+        check_global_return(v)
+        return
     rng = _retval_range(v)
     if rng is None:
         return

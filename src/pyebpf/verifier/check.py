@@ -40,6 +40,7 @@ from .cfg import (
     print_live_regs,
     resolve_pseudo_ldimm64,
 )
+from .global_func import do_check_subprogs, global_entry_state
 from .iters import iter_active_depths_differ, iter_loop_converged
 from .kfuncs import add_kfunc_calls, fixup_kfunc_calls, kfunc_call_name
 from .liveness import StackLiveness, clean_verifier_state, compute_live_registers
@@ -145,6 +146,10 @@ class Verifier:
         #: insn_aux_data.live_regs_before: registers possibly read from each insn on.
         self.live_regs_before: list[int] = []
         self.liveness = StackLiveness(self)
+        #: Global subprograms a path called (verified on their own after the main
+        #: program) and their prototypes' argument kinds (btf_prepare_func_args).
+        self.global_called: set[int] = set()
+        self.global_args: dict[int, list[Any]] = {}
 
     # -- reporting ---------------------------------------------------------------
     def verbose(self, text: str) -> None:
@@ -181,6 +186,7 @@ class Verifier:
                 print_live_regs(self, self.live_regs_before)
             self.check_attach_btf_id()
             self.do_check_main()
+            do_check_subprogs(self)
             check_max_stack_depth(self)
             fixup_kfunc_calls(self)
             check_tail_call_map_ptrs(self)
@@ -224,20 +230,30 @@ class Verifier:
         fp.set_ptr(RegType.PTR_TO_STACK)
         fp.frameno = 0
         if self.prog.prog_type == ProgType.EXT:
-            from .btf_attach import ext_init_regs
+            from .global_func import init_arg_regs
 
-            ext_init_regs(self, frame)  # r1-r5 from the function's BTF prototype
+            init_arg_regs(self, frame, 0)  # r1-r5 from the function's BTF prototype
         st.frames = [frame]
         st.branches = 1
         return st
 
     def do_check_main(self) -> None:
-        self.cur = self.init_state()
-        self.insn_idx = 0
+        self.do_check_common(0)
+
+    def do_check_common(self, subprog: int) -> None:
+        """One walk: the main program, or a global function on its own."""
+        if subprog:
+            self.explored.clear()  # free_states: each walk prunes against its own states
+            self.looping.clear()
+            self.finished.clear()  # (explored_states_size counts on: peak_states is the kernel's)
+            self.cur = global_entry_state(self, subprog)
+        else:
+            self.cur = self.init_state()
+        self.insn_idx = self.subprog_starts[subprog]
         self.prev_insn_idx = -1
-        self.mark_verifier_state_scratched()  # do_check_common: the log opens with R1 and R10
+        self.mark_verifier_state_scratched()  # the log opens with the entry state
         self.do_check()
-        if not self.log.level & 2:  # do_check_common: a passing walk keeps no log at level 1
+        if not self.log.level & 2:  # a passing walk keeps no log at level 1
             self.log.reset(0)
 
     # -- the loop ------------------------------------------------------------------------
