@@ -9,6 +9,8 @@ for src in *.c; do
 	xdp_filter.c) cpu=-mcpu=v3 ;;  # tests/test_coverage.py knows its line table at v3
 	struct_ops_*.c) cpu=-mcpu=v3 ;;  # the struct_ops tests load these as built here
 	iter_*.c) cpu=-mcpu=v3 ;;  # kfuncs and iterators, as the kernel selftests build them
+	fentry_*.c) cpu=-mcpu=v3 ;;  # tests/progs/test_tracing_btf.py loads it as built here
+	netfilter_*.c) cpu=-mcpu=v3 ;;  # tests/progs/test_netfilter.py loads it as built here
 	*) cpu= ;;
 	esac
 	$CLANG -O2 -g -target bpf $cpu -I"/usr/include/$(uname -m)-linux-gnu" -c "$src" -o "${src%.c}.o"

@@ -74,3 +74,15 @@ def test_absolute_expiry_is_on_the_timers_clock() -> None:
     rt.clock.suspended_ns = 5 * MS
     q.start(rt, 8, rt.clock.ns + 6 * MS, True)
     assert q._monotonic_expiry(rt, q.timers[8]) == rt.clock.ns + MS
+
+
+def test_updating_an_array_element_frees_its_timer(counter) -> None:  # type: ignore[no-untyped-def]
+    # array_map_update_elem: bpf_obj_free_fields cancels and frees the old value's
+    # timer, so nothing fires and the next bpf_timer_init starts afresh.
+    rt, coll = counter
+    coll.programs["arm"].test_run(bytes(64))
+    coll.maps["timers"][0] = bytes(24)
+    assert not rt.timers.timers
+    assert rt.advance_clock(10 * MS) == 0 and fired(coll) == 0
+    coll.programs["arm"].test_run(bytes(64))  # bpf_timer_init succeeds again
+    assert rt.advance_clock(10 * MS) == 3 and fired(coll) == 3

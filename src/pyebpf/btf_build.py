@@ -19,7 +19,9 @@ from .btf import BTF_INT_SIGNED, BTF_MAGIC, Btf, BtfKind, FuncLinkage
 __all__ = ["BtfBuilder"]
 
 #: (name, type id) for a member laid out by the builder, or (name, type id, bit offset).
-Member = tuple[str, int] | tuple[str, int, int]
+#: (name, type), (name, type, bit offset) or, for a bitfield, (name, type, bit offset,
+#: bits): a struct with bitfields gets kind_flag (offset words bits << 24 | offset).
+Member = tuple[str, int] | tuple[str, int, int] | tuple[str, int, int, int]
 
 
 class BtfBuilder:
@@ -133,6 +135,7 @@ class BtfBuilder:
         biggest = align or 1
         extra: list[int] = []
         end = 0
+        kflag = any(len(m) > 3 and m[3] for m in members)  # type: ignore[misc]
         for m in members:
             mname, mtype = m[0], m[1]
             msize, malign = self._layout.get(mtype, (0, 1))
@@ -142,12 +145,14 @@ class BtfBuilder:
             else:
                 off = 0 if union else (off + malign - 1) // malign * malign
                 bit_off = 8 * off
-            extra += [self.string(mname), mtype, bit_off]
-            off = bit_off // 8 + (0 if union else msize)
-            end = max(end, bit_off // 8 + msize)
+            nbits = m[3] if len(m) > 3 else 0  # type: ignore[misc]
+            extra += [self.string(mname), mtype, nbits << 24 | bit_off if kflag else bit_off]
+            mend = -(-(bit_off + nbits) // 8) if nbits else bit_off // 8 + msize
+            off = 0 if union else mend
+            end = max(end, mend)
         total = size if size is not None else (end + biggest - 1) // biggest * biggest
         kind = BtfKind.UNION if union else BtfKind.STRUCT
-        info = (int(kind) << 24) | len(members)
+        info = (int(kind) << 24) | len(members) | (int(kflag) << 31)
         self._types[tid - 1] = (self.string(name), info, total, extra)
         self._layout[tid] = (total, biggest)
         return tid

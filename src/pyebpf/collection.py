@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from .attr import MapCreateAttr, MapElemAttr, MapFdAttr, ObjPinAttr, ProgLoadAttr
-from .btf import Btf
+from .btf import Btf, BtfKind
 from .elf.core import POISON_HELPER
 from .elf.errors import ElfError
 from .elf.loader import kernel_object_name, load_spec
@@ -106,6 +106,103 @@ def patch_map_refs(ps: ProgramSpec, fds: Mapping[str, int]) -> bytes:
         if ref.kind == "value":
             struct.pack_into("<I", insns, ref.insn * 8 + 12, ref.offset & 0xFFFF_FFFF)
     return bytes(insns)
+
+
+def prog_btf_attrs(ps: ProgramSpec, btf_fd: int | None) -> dict[str, Any]:
+    """The PROG_LOAD fields libbpf fills from the object's BTF: ``prog_btf_fd`` and the
+    program's func_info and line_info records (what bpf_obj_new's local types and
+    global functions need). Empty without BTF or func_info."""
+    if btf_fd is None or not ps.func_info:
+        return {}
+    out: dict[str, Any] = {
+        "prog_btf_fd": btf_fd, "func_info_rec_size": FUNC_INFO_REC_SIZE,
+        "func_info_cnt": len(ps.func_info),
+        "func_info": b"".join(struct.pack("<II", f.insn_off, f.type_id) for f in ps.func_info)}
+    if ps.line_info:
+        out.update(line_info_rec_size=LINE_INFO_REC_SIZE, line_info_cnt=len(ps.line_info),
+                   line_info=b"".join(struct.pack("<IIII", li.insn_off, li.file_name_off,
+                                                  li.line_off, li.line_col)
+                                      for li in ps.line_info))
+    return out
+
+
+#: sizeof(struct bpf_func_info), sizeof(struct bpf_line_info).
+FUNC_INFO_REC_SIZE, LINE_INFO_REC_SIZE = 8, 16
+
+
+#: Bytes after the 12-byte ``struct btf_type`` of each kind: fixed, and per vlen entry.
+_BTF_TAIL = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8),
+             14: (4, 0), 15: (0, 12), 17: (4, 0), 19: (0, 12)}
+_BTF_KIND_FUNC, _BTF_KIND_VAR, _BTF_KIND_DATASEC = 12, 14, 15
+_BTF_FUNC_GLOBAL, _BTF_FUNC_EXTERN, _BTF_VAR_GLOBAL_ALLOCATED = 1, 2, 1
+
+
+def kernel_ready_btf(btf: Btf) -> bytes:
+    """The object's BTF as libbpf hands it to the kernel: DATASECs with their sizes and
+    variable offsets (the loader's fixed-up types), and ``.ksyms`` externs turned into
+    4-byte allocated variables, kfunc FUNCs made global and pointed at by a dummy
+    ``dummy_ksym`` int variable (bpf_object__collect_externs), since the kernel
+    refuses extern linkage."""
+    raw = btf.raw
+    _magic, _ver, _flags, hdr_len, type_off, type_len, str_off, str_len = \
+        struct.unpack_from("<HBBIIIII", raw, 0)
+    body = raw[hdr_len:]
+    tdata = bytearray(body[type_off:type_off + type_len])
+    strings = bytearray(body[str_off:str_off + str_len])
+    offsets: list[int] = [0]  # type id -> its record's offset in tdata (void: none)
+    off = 0
+    while off < len(tdata):
+        offsets.append(off)
+        info = struct.unpack_from("<I", tdata, off + 4)[0]
+        fixed, per = _BTF_TAIL.get((info >> 24) & 0x1F, (0, 0))
+        off += 12 + fixed + per * (info & 0xFFFF)
+    ksyms = btf.find(".ksyms", BtfKind.DATASEC)
+    dummy_id = 0
+    if ksyms is not None and any(btf.type(v.type).kind is BtfKind.FUNC
+                                 for v in ksyms.secinfos):
+        dummy_name = len(strings)
+        strings += b"dummy_ksym\0"
+        int_id = next((t.id for t in btf.types if t.kind is BtfKind.INT and t.int_bits == 32),
+                      0)
+        dummy_id = len(btf.types)
+        tdata += struct.pack("<IIII", dummy_name, _BTF_KIND_VAR << 24, int_id,
+                             _BTF_VAR_GLOBAL_ALLOCATED)
+    for t in btf.types[1:]:
+        o = offsets[t.id]
+        if t.kind is BtfKind.DATASEC:
+            infos = list(t.secinfos)
+            size = t.size
+            if ksyms is not None and t.id == ksyms.id:
+                for i, vi in enumerate(infos):
+                    target = btf.type(vi.type)
+                    if target.kind is BtfKind.FUNC:
+                        _ksym_func(btf, tdata, offsets, target, dummy_name)
+                        vi = attrs.evolve(vi, type=dummy_id)
+                    else:  # a typed ksym variable: a 4-byte int, allocated
+                        struct.pack_into("<I", tdata, offsets[target.id] + 8, int_id)
+                        struct.pack_into("<I", tdata, offsets[target.id] + 12,
+                                         _BTF_VAR_GLOBAL_ALLOCATED)
+                    infos[i] = attrs.evolve(vi, offset=4 * i, size=4)
+                size = 4 * len(infos)
+            struct.pack_into("<I", tdata, o + 8, size)
+            for i, vi in enumerate(infos):
+                struct.pack_into("<III", tdata, o + 12 + 12 * i, vi.type, vi.offset, vi.size)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(tdata), len(tdata), len(strings))
+    return hdr + bytes(tdata) + bytes(strings)
+
+
+def _ksym_func(btf: Btf, tdata: bytearray, offsets: list[int], func: Any,
+               dummy_name: int) -> None:
+    """A kfunc's FUNC: global linkage, and names for its unnamed parameters."""
+    o = offsets[func.id]
+    info = struct.unpack_from("<I", tdata, o + 4)[0]
+    if info & 0xFFFF == _BTF_FUNC_EXTERN:
+        struct.pack_into("<I", tdata, o + 4, (info & ~0xFFFF) | _BTF_FUNC_GLOBAL)
+    proto = btf.type(func.type)
+    po = offsets[proto.id]
+    for i, p in enumerate(proto.params):
+        if p.type and not p.name:
+            struct.pack_into("<I", tdata, po + 12 + 8 * i, dummy_name)
 
 
 class Collection:
@@ -232,7 +329,8 @@ class Collection:
                 from .attr import BtfLoadAttr
 
                 try:
-                    self._btf_fd = int(self._bpf(Cmd.BTF_LOAD, BtfLoadAttr(btf=self.spec.btf.raw)))
+                    self._btf_fd = int(self._bpf(Cmd.BTF_LOAD, BtfLoadAttr(
+                        btf=kernel_ready_btf(self.spec.btf))))
                 except BpfError:
                     self._btf_fd = None
         return self._btf_fd
@@ -280,12 +378,12 @@ class Collection:
                             log_level=log_level, log_size=RETRY_LOG_SIZE if log_level else 0,
                             attach_btf_id=_attach_btf_id(self.runtime, ptype, eat, ps.attach_to))
         try:
-            fd = self._bpf(Cmd.PROG_LOAD, attr)
+            fd = self._load_with_btf(ps, attr)
         except BpfError as e:
             log = getattr(e, "log", "")
             if not log_level and isinstance(e, VerifierError):
                 try:  # libbpf: retry with a log to say why
-                    self._bpf(Cmd.PROG_LOAD, _with_log(attr))
+                    self._load_with_btf(ps, _with_log(attr))
                 except VerifierError as e2:
                     log = e2.log
                 except BpfError:
@@ -300,6 +398,20 @@ class Collection:
         loaded, _ = self.runtime.get_object(fd, ObjKind.PROG)
         loaded.line_info, loaded.obj_path = list(ps.line_info), self.spec.path  # type: ignore[attr-defined]
         return Program(fd, self.runtime, name=ps.name, spec=ps, log=getattr(fd, "log", ""))
+
+    def _load_with_btf(self, ps: ProgramSpec, attr: ProgLoadAttr) -> Any:
+        """PROG_LOAD with the program's BTF and func/line info (:func:`prog_btf_attrs`),
+        again without them when the kernel refuses the records themselves (an
+        edited program whose subprograms no longer match), as for maps' BTF."""
+        extra = prog_btf_attrs(ps, self._object_btf_fd())
+        if not extra:
+            return self._bpf(Cmd.PROG_LOAD, attr)
+        try:
+            return self._bpf(Cmd.PROG_LOAD, attrs.evolve(attr, **extra))
+        except VerifierError:
+            raise
+        except BpfError:
+            return self._bpf(Cmd.PROG_LOAD, attr)
 
     def _fill_slots(self, tail_calls: bool) -> None:
         for ms in self.spec.maps.values():
@@ -377,25 +489,33 @@ def _with_log(attr: ProgLoadAttr) -> ProgLoadAttr:
     return attrs.evolve(attr, log_level=1, log_size=RETRY_LOG_SIZE)
 
 
-#: libbpf's find_attach_btf_id: the kernel BTF function an attach-by-BTF section
-#: names, by attach type (the prefix the kernel gives such functions).
-_ATTACH_BTF_PREFIXES = {28: "bpf_iter_"}  # BPF_TRACE_ITER
+#: libbpf's find_attach_btf_id: what an attach-by-BTF section names in the kernel
+#: BTF, by attach type: the prefix the kernel gives it, and whether it is a typedef
+#: (tp_btf's btf_trace_<tp>) rather than a function.
+_ATTACH_BTF_PREFIXES = {
+    28: ("bpf_iter_", False),  # BPF_TRACE_ITER
+    23: ("btf_trace_", True),  # BPF_TRACE_RAW_TP
+    24: ("", False), 25: ("", False), 26: ("", False),  # fentry, fexit, fmod_ret
+    27: ("bpf_lsm_", False), 43: ("bpf_lsm_", False),  # BPF_LSM_MAC, BPF_LSM_CGROUP
+}
 
 
 def _attach_btf_id(rt: Runtime, ptype: Any, eat: int, target: str) -> int:
-    """The vmlinux BTF id of ``SEC("iter/<target>")``'s function, or of the struct a
+    """The vmlinux BTF id of what an attach-by-BTF section names (``iter/<target>``,
+    ``fentry/<func>``, ``tp_btf/<tp>``, ``lsm/<hook>`` ...), or of the struct a
     struct_ops program implements a member of (0: none applies)."""
     if ptype == ProgType.STRUCT_OPS and target:
         from .btf import BtfKind
 
         st = rt.btf_vmlinux.btf.find(target, BtfKind.STRUCT)
         return st.id if st is not None else 0
-    prefix = _ATTACH_BTF_PREFIXES.get(eat)
-    if ptype != ProgType.TRACING or prefix is None or not target:
+    entry = _ATTACH_BTF_PREFIXES.get(eat)
+    if ptype not in (ProgType.TRACING, ProgType.LSM) or entry is None or not target:
         return 0
     from .btf import BtfKind
 
-    t = rt.btf_vmlinux.btf.find(prefix + target, BtfKind.FUNC)
+    prefix, typedef = entry
+    t = rt.btf_vmlinux.btf.find(prefix + target, BtfKind.TYPEDEF if typedef else BtfKind.FUNC)
     return t.id if t is not None else 0
 
 

@@ -44,14 +44,20 @@ ICSK_CA_PRIV_U64 = 13
 
 def _base_types(b: BtfBuilder, ids: dict[str, int]) -> None:
     """C integer types and the kernel's typedefs for them."""
-    for name, size, signed in (("_Bool", 1, False), ("char", 1, True),
-                               ("unsigned char", 1, False), ("short", 2, True),
-                               ("unsigned short", 2, False), ("int", 4, True),
-                               ("unsigned int", 4, False), ("long", 8, True),
-                               ("unsigned long", 8, False), ("long long", 8, True),
-                               ("long long unsigned int", 8, False)):
-        ids[name] = b.int_(name, size, signed=signed, encoding=4 if name == "_Bool" else 0)
-    for name, target in (("__u8", "unsigned char"), ("__s8", "char"),
+    # The kernel's BTF names its ints as DWARF does ("short unsigned int") and gives
+    # "char" no encoding (signed char is the SIGNED one); the shorter C spellings
+    # stay as keys of the same types.
+    for key, name, size, signed in (
+            ("_Bool", "_Bool", 1, False), ("char", "char", 1, False),
+            ("signed char", "signed char", 1, True), ("unsigned char", "unsigned char", 1, False),
+            ("short", "short int", 2, True), ("unsigned short", "short unsigned int", 2, False),
+            ("int", "int", 4, True), ("unsigned int", "unsigned int", 4, False),
+            ("long", "long int", 8, True), ("unsigned long", "long unsigned int", 8, False),
+            ("long long", "long long int", 8, True),
+            ("long long unsigned int", "long long unsigned int", 8, False)):
+        ids[key] = ids[name] = b.int_(name, size, signed=signed,
+                                      encoding=4 if name == "_Bool" else 0)
+    for name, target in (("__u8", "unsigned char"), ("__s8", "signed char"),
                          ("__u16", "unsigned short"), ("__s16", "short"),
                          ("__u32", "unsigned int"), ("__s32", "int"),
                          ("__u64", "long long unsigned int"), ("__s64", "long long"),
@@ -108,6 +114,7 @@ def _bpf_types(b: BtfBuilder, ids: dict[str, int]) -> None:
     """``struct bpf_struct_ops_common_value`` (the head of every struct_ops map value)."""
     atomic = b.typedef("atomic_t", b.struct("", [("counter", ids["int"])]))
     refcount = b.typedef("refcount_t", b.struct("refcount_struct", [("refs", atomic)]))
+    ids["refcount_t"] = refcount
     ids["enum bpf_struct_ops_state"] = b.enum("bpf_struct_ops_state", [
         ("BPF_STRUCT_OPS_STATE_INIT", 0), ("BPF_STRUCT_OPS_STATE_INUSE", 1),
         ("BPF_STRUCT_OPS_STATE_TOBEFREE", 2), ("BPF_STRUCT_OPS_STATE_READY", 3)])
@@ -123,9 +130,144 @@ def _iter_types(b: BtfBuilder, ids: dict[str, int]) -> None:
     add_iter_btf(b, ids)
 
 
+def _test_run_types(b: BtfBuilder, ids: dict[str, int]) -> None:
+    """net/bpf/test_run.c's ``struct prog_test_ref_kfunc`` (and the members it nests):
+    the kernel's own test object, the type of the ``__kptr`` fields the kernel's
+    map_kptr selftests store (it has a destructor, so referenced kptrs may hold it)."""
+    ids["struct prog_test_member1"] = m1 = b.struct("prog_test_member1", [("a", ids["int"])])
+    ids["struct prog_test_member"] = memb = b.struct("prog_test_member", [
+        ("m", m1), ("c", ids["int"])])
+    ref = b.declare()
+    ids["struct prog_test_ref_kfunc"] = b.define(ref, "prog_test_ref_kfunc", [
+        ("a", ids["int"]), ("b", ids["int"]), ("memb", memb), ("next", b.ptr(ref)),
+        ("cnt", ids["refcount_t"])])
+
+
+def _skb_types(b: BtfBuilder, ids: dict[str, int]) -> None:
+    """``struct sk_buff`` (with ``struct net_device`` and ``struct net``): the members
+    pyebpf's packet path fills, at the offsets Linux 6.18 x86-64 has them (224
+    bytes), so a program reading ``skb->len`` through a PTR_TO_BTF_ID (netfilter's
+    ``ctx->skb``) reads what the kernel's would. The netfilter hook adds
+    ``struct nf_hook_state`` and ``struct bpf_nf_ctx`` (pyebpf.links.netfilter)."""
+    if "struct sk_buff" in ids:  # another family defined it first: share it
+        return
+    u16, u32 = ids["u16"], ids["u32"]
+    uint, ushort = ids["unsigned int"], ids["unsigned short"]
+    ids["struct net"] = b.struct("net", [("ifindex", ids["int"])])
+    # Members in offset order: btf_struct_walk stops at the first one past the access.
+    ids["struct net_device"] = b.struct("net_device", [
+        ("mtu", uint, 448), ("flags", uint, 1408), ("ifindex", ids["int"], 1792),
+        ("name", b.array(ids["char"], 16), 2240), ("type", ushort, 4288)], size=2496)
+    head_ptr = b.ptr(ids["unsigned char"])
+    skb = b.declare()
+    skb_ptr = b.ptr(skb)
+    # As the kernel nests them: ``dev`` shares an anonymous union with dev_scratch,
+    # which is why walking to it from a trusted sk_buff gives an untrusted pointer.
+    dev_union = b.struct("", [("dev", b.ptr(ids["struct net_device"])),
+                              ("dev_scratch", ids["unsigned long"])], union=True)
+    links = b.struct("", [("next", skb_ptr), ("prev", skb_ptr), ("", dev_union)])
+    head_union = b.struct("", [("", links), ("list", ids["struct list_head"])], union=True)
+    # The headers group (struct_group: a union of an anonymous and a ``headers`` view),
+    # pkt_type to mac_header, bitfields first.
+    u8 = ids["u8"]
+    headers = b.struct("", [*_bits(SKB_FLAG_BITS, u8, 0), *[
+        (name, t, 8 * off) for name, t, off in (
+            ("tc_index", u16, 4), ("alloc_cpu", u16, 6), ("csum", u32, 8),
+            ("priority", u32, 12), ("skb_iif", ids["int"], 16), ("hash", u32, 20),
+            ("vlan_proto", ids["__u16"], 24), ("vlan_tci", u16, 26), ("napi_id", uint, 28),
+            ("secmark", u32, 32), ("mark", u32, 36), ("inner_protocol", ids["__u16"], 40),
+            ("inner_transport_header", u16, 42), ("inner_network_header", u16, 44),
+            ("inner_mac_header", u16, 46), ("protocol", ids["__u16"], 48),
+            ("transport_header", u16, 50), ("network_header", u16, 52),
+            ("mac_header", u16, 54))]], size=56)
+    headers_union = b.struct("", [("", headers), ("headers", headers)], size=56, union=True)
+    destructor = b.ptr(b.func_proto(0, [("skb", skb_ptr)]))
+    ids["struct skb_ext"] = skb_ext = b.struct("skb_ext", [("refcnt", ids["refcount_t"])])
+    ids["struct sk_buff"] = b.define(skb, "sk_buff", [
+        ("", head_union, 0), ("sk", b.ptr(ids["struct sock"]), 192),
+        ("tstamp", ids["s64"], 256), ("cb", b.array(ids["char"], 48), 320),
+        ("_skb_refdst", ids["unsigned long"], 704), ("destructor", destructor, 768),
+        ("_nfct", ids["unsigned long"], 832), ("len", uint, 896), ("data_len", uint, 928),
+        ("mac_len", u16, 960), ("hdr_len", u16, 976), ("queue_mapping", u16, 992),
+        *_bits(SKB_CLONED_BITS, u8, 1008), ("active_extensions", u8, 1016),
+        ("", headers_union, 1024), ("tail", uint, 1472),
+        ("end", uint, 1504),
+        ("head", head_ptr, 1536), ("data", head_ptr, 1600), ("truesize", uint, 1664),
+        ("users", ids["refcount_t"], 1696), ("extensions", b.ptr(skb_ext), 1728)],
+        size=224)
+
+
+#: sk_buff's bitfields (name, bits), packed from bit 0 as the kernel declares them: the
+#: byte holding ``cloned`` ..., and the four bytes from ``pkt_type`` on.
+SKB_CLONED_BITS = (("cloned", 1), ("nohdr", 1), ("fclone", 2), ("peeked", 1),
+                   ("head_frag", 1), ("pfmemalloc", 1), ("pp_recycle", 1))
+SKB_FLAG_BITS = (("pkt_type", 3), ("ignore_df", 1), ("dst_pending_confirm", 1),
+                 ("ip_summed", 2), ("ooo_okay", 1), ("tstamp_type", 2), ("tc_at_ingress", 1),
+                 ("tc_skip_classify", 1), ("remcsum_offload", 1), ("csum_complete_sw", 1),
+                 ("csum_level", 2), ("inner_protocol_type", 1), ("l4_hash", 1), ("sw_hash", 1),
+                 ("no_fcs", 1), ("encapsulation", 1), ("encap_hdr_csum", 1), ("csum_valid", 1),
+                 ("nf_trace", 1), ("redirected", 1), ("from_ingress", 1), ("nf_skip_egress", 1),
+                 ("slow_gro", 1), ("unreadable", 1))
+
+
+def _bits(fields: tuple[tuple[str, int], ...], base: int,
+          start: int) -> list[tuple[str, int, int, int]]:
+    """Bitfield members ``(name, type, bit offset, bits)`` packed from bit ``start``."""
+    out, bit = [], start
+    for name, n in fields:
+        out.append((name, base, bit, n))
+        bit += n
+    return out
+
+
+def _kern_ctx_types(b: BtfBuilder, ids: dict[str, int]) -> None:
+    """The other kernel ctx structs bpf_cast_to_kern_ctx returns (bpf_ctx_convert):
+    XDP's ``struct xdp_buff`` with its rx/tx queue info, and kprobes' x86-64
+    ``struct pt_regs``, at Linux 6.18's offsets (pyebpf.kfuncs.cast fills them)."""
+    ulong, u32 = ids["unsigned long"], ids["u32"]
+    dev = b.ptr(ids["struct net_device"])
+    ids["struct xdp_mem_info"] = mem = b.struct("xdp_mem_info", [("type", u32), ("id", u32)])
+    ids["struct xdp_rxq_info"] = rxq = b.struct("xdp_rxq_info", [
+        ("dev", dev), ("queue_index", u32), ("reg_state", u32), ("mem", mem),
+        ("frag_size", u32)], align=CACHELINE)
+    ids["struct xdp_txq_info"] = txq = b.struct("xdp_txq_info", [("dev", dev)])
+    void_ptr = ids["void *"]
+    frame = b.struct("", [("frame_sz", u32), ("flags", u32)])
+    ids["struct xdp_buff"] = b.struct("xdp_buff", [
+        ("data", void_ptr), ("data_end", void_ptr), ("data_meta", void_ptr),
+        ("data_hard_start", void_ptr), ("rxq", b.ptr(rxq)), ("txq", b.ptr(txq)),
+        ("", frame)])
+    ids["struct pt_regs"] = b.struct("pt_regs", [(name, ulong) for name in (
+        "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx",
+        "si", "di", "orig_ax", "ip", "cs", "flags", "sp", "ss")])
+
+
+def _netfilter_types(b: BtfBuilder, ids: dict[str, int]) -> None:
+    from .progs.netfilter import add_netfilter_btf
+
+    add_netfilter_btf(b, ids)
+
+
+def _sock_cast_types(b: BtfBuilder, ids: dict[str, int]) -> None:
+    """The structs the bpf_skc_to_* casts return (tcp6_sock, udp6_sock, unix_sock,
+    the timewait and request mini-sockets, mptcp_sock: pyebpf.helpers.skc)."""
+    from .helpers.skc import add_sock_cast_btf
+
+    add_sock_cast_btf(b, ids)
+
+
+def _kernel_func_types(b: BtfBuilder, ids: dict[str, int]) -> None:
+    """The kernel functions fentry/fexit/fmod_ret/LSM programs attach to, and the
+    ``btf_trace_<tp>`` typedefs of BTF raw tracepoints (pyebpf.kernel_funcs)."""
+    from .kernel_funcs import add_kernel_func_btf
+
+    add_kernel_func_btf(b, ids)
+
+
 #: Builders of the kernel's types, in order; struct_ops types add theirs after these.
 KERNEL_TYPES: tuple[Callable[[BtfBuilder, dict[str, int]], None], ...] = (
-    _base_types, _net_types, _bpf_types, _iter_types)
+    _base_types, _net_types, _bpf_types, _iter_types, _test_run_types, _skb_types,
+    _kern_ctx_types, _netfilter_types, _kernel_func_types, _sock_cast_types)
 
 
 @lru_cache(maxsize=1)
@@ -168,6 +310,22 @@ def kernel_struct_id(name: str) -> int:
     return t.id
 
 
+def member_span(type_id: int, path: str) -> tuple[int, int]:
+    """(byte offset, size) of a member path (``"a.b[2].c"``) of the kernel struct
+    ``type_id``: where a KernelObject or a computed view (pyebpf.kfuncs.cast) keeps it."""
+    btf = kernel_btf()
+    off = btf.offsetof(type_id, path)
+    tid = type_id
+    for part in path.replace("]", "").split("."):
+        name, *idx = part.split("[")
+        tid = btf.member(tid, name).type
+        for _ in idx:
+            arr = btf.skip_mods_and_typedefs(tid)
+            assert arr.array is not None
+            tid = arr.array.type
+    return off, btf.sizeof(tid)
+
+
 def vmlinux_btf_object(rt: Runtime) -> BtfObject:
     """The runtime's vmlinux BTF object (created with the runtime: id 1)."""
     existing = getattr(rt, "btf_vmlinux", None)
@@ -205,17 +363,7 @@ class KernelObject:
         return self.region.base  # type: ignore[no-any-return]
 
     def _locate(self, path: str) -> tuple[int, int]:
-        btf: Btf = self._btf
-        off = btf.offsetof(self.type_id, path)
-        tid = self.type_id
-        for part in path.replace("]", "").split("."):
-            name, *idx = part.split("[")
-            tid = btf.member(tid, name).type
-            for _ in idx:
-                arr = btf.skip_mods_and_typedefs(tid)
-                assert arr.array is not None
-                tid = arr.array.type
-        return off, btf.sizeof(tid)
+        return member_span(self.type_id, path)
 
     def __getitem__(self, path: str) -> int:
         off, size = self._locate(path)

@@ -351,6 +351,17 @@ class Program:
 
         return self.attach(getattr(dev, "ifindex", dev), AttachType.XDP, flags=flags)
 
+    def attach_netfilter(self, pf: int, hooknum: int, priority: int, *,
+                         flags: int = 0) -> Any:
+        """A netfilter link in the current namespace: family ``pf`` (NFPROTO_IPV4 2,
+        NFPROTO_IPV6 10), hook ``hooknum`` (NF_INET_PRE_ROUTING 0 .. POST_ROUTING 4),
+        ``priority``, ``flags`` (BPF_F_NETFILTER_IP_DEFRAG); fire it with
+        ``pyebpf.links.current_net(rt).nf_hook(pf, hooknum, packet)``."""
+        from .uapi import AttachType
+
+        return self.attach(0, AttachType.NETFILTER, netfilter_pf=pf, netfilter_hooknum=hooknum,
+                           netfilter_priority=priority, netfilter_flags=flags)
+
     def close(self) -> None:
         if self.fd >= 0:
             self.runtime.close(self.fd)

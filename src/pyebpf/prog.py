@@ -198,12 +198,23 @@ class BpfProg(BpfObject):
         self.prog_flags = attr.prog_flags
         self.orig_insns = insns
         self.insns = list(insns)
+        #: The loads the verifier made BPF_PROBE_MEM (through untrusted or plain BTF
+        #: pointers): the engine runs them so that a fault reads 0.
+        self.probe_mem_insns: frozenset[int] = frozenset()
         self.license = license_
         self.gpl_compatible = license_ in GPL_COMPATIBLE
         self.name = ""
         self.used_maps: list[BpfMap] = []
         self.load_time = runtime.clock.ns
         self.verified_insns = 0
+        #: prog->aux->max_ctx_offset and max_tp_access: the furthest ctx byte and
+        #: writable-tracepoint-buffer byte the verifier saw the program reach; test
+        #: runs and raw tracepoint attaches refuse (EINVAL) a ctx smaller than that.
+        self.max_ctx_offset = 0
+        self.max_tp_access = 0
+        #: prog->enforce_expected_attach_type: set by the verifier when a CGROUP_SKB
+        #: egress program may return 2 or 3; it then attaches as egress only.
+        self.enforce_expected_attach_type = False
         #: BTF line info (LineInfo records, insn_off in slots) and the path of the
         #: object it came from: how traces, coverage and views name source lines.
         self.line_info: list[Any] = []

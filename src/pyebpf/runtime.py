@@ -49,6 +49,13 @@ class ObjKind(enum.Enum):
     CGROUP = "cgroup"
     #: An open BPF iterator (pyebpf.links.iter, BPF_ITER_CREATE): a readable file.
     ITER = "iter"
+    #: A simulated lirc device (/dev/lircN, pyebpf.progs.lirc): LIRC_MODE2
+    #: programs attach to its fd. No BPF ids.
+    LIRC = "lirc"
+    #: A simulated socket file (an AF_XDP socket, pyebpf.links.xsk; a socket of
+    #: pyebpf.links.inet, what socket maps store by fd): what sockfd_lookup finds.
+    #: No BPF ids.
+    SOCKET = "socket"
 
 
 class FMode(enum.IntFlag):
@@ -294,6 +301,14 @@ class Runtime:
         for table in self._objects.values():
             yield from table.values()
 
+    def lirc_device(self, **kwargs: Any) -> Any:
+        """A simulated IR receiver with its /dev/lircN open read-write (``.fd``):
+        LIRC_MODE2 programs attach to it and decode the samples a test feeds
+        (see pyebpf.progs.lirc.LircDevice)."""
+        from .progs.lirc import LircDevice
+
+        return LircDevice(self, **kwargs)
+
     def struct_ops(self, type_name: str, name: str | None = None) -> Any:
         """A struct_ops table registered with a simulated subsystem, whose members
         Python calls as the subsystem would: ``rt.struct_ops("tcp_congestion_ops",
@@ -301,6 +316,15 @@ class Runtime:
         from .struct_ops import struct_ops_lookup
 
         return struct_ops_lookup(self, type_name, name)
+
+    def kernel_call(self, name: str, *args: Any) -> int | None:
+        """Call a simulated kernel function as the kernel would, through its BPF
+        trampoline: ``rt.kernel_call("bpf_fentry_test1", 1)`` runs the fentry,
+        fmod_ret and fexit programs attached to it around its body and returns
+        its (possibly overridden) return value (see pyebpf.kernel_funcs)."""
+        from .kernel_funcs import kernel_call
+
+        return kernel_call(self, name, *args)
 
 
 _default: Runtime | None = None

@@ -105,6 +105,12 @@ class TimerQueue:
         t.expires = None
         return int(armed)
 
+    def cancel_and_free(self, addr: int) -> None:
+        """bpf_timer_cancel_and_free: the value holding the timer at ``addr`` was
+        overwritten or freed; the timer stops and is uninitialised (a later
+        bpf_timer_init starts afresh)."""
+        self.timers.pop(addr, None)
+
     def forget_map(self, m: Any) -> None:
         """The map is gone: its timers with it (bpf_obj_free_timer)."""
         for addr in [a for a, t in self.timers.items() if t.map is m]:

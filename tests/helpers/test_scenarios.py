@@ -65,12 +65,29 @@ def test_snprintf_formats(be: PyBackend, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", S.INVALID_FORMATS)
-def test_snprintf_invalid_formats_are_einval(be: PyBackend, case: str) -> None:
+def test_snprintf_invalid_formats_are_refused_at_load(be: PyBackend, case: str) -> None:
+    """check_bpf_snprintf_call: the constant format is checked by the verifier."""
+    from pyebpf.errors import VerifierError
     from pyebpf.helpers.printf import check_format
 
     fmt, args = S.INVALID_FORMATS[case]
     assert check_format(fmt, len(args)) == -errno.EINVAL
-    ret, buf = S.snprintf(be, fmt, args)
+    with pytest.raises(VerifierError) as exc:
+        S.snprintf(be, fmt, args)
+    assert (exc.value.errno, exc.value.strerror) == (errno.EINVAL, "Invalid format string")
+
+
+@pytest.mark.parametrize("case", S.INVALID_FORMATS)
+def test_snprintf_invalid_formats_are_einval_at_run_time_unverified(case: str) -> None:
+    """Without the verifier's check (the structural verifier) the helper's own
+    bpf_bprintf_prepare refuses the format: -EINVAL, nothing written."""
+    unverified = PyBackend()
+    unverified.rt.verifier = "structural"
+    try:
+        fmt, args = S.INVALID_FORMATS[case]
+        ret, buf = S.snprintf(unverified, fmt, args)
+    finally:
+        unverified.close()
     assert ret == -errno.EINVAL
     assert buf == b"\xaa" * S.OUT_VS  # nothing written
 

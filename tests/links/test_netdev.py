@@ -54,9 +54,14 @@ def test_xdp_program_writes_are_in_the_frame_that_passes(rt: Runtime, load: Any,
 
 def test_xdp_redirect_reports_the_target_of_bpf_redirect(rt: Runtime, load: Any,
                                                          link: Any) -> None:
-    link(load(ProgType.XDP, "mov %r1, 7\nmov %r2, 0\ncall 23\nexit"), 1, A.XDP)
+    a, _ = Netdev.veth_pair(init_net(rt), "veth0", "veth1")
+    link(load(ProgType.XDP, f"mov %r1, {a.ifindex}\nmov %r2, 0\ncall 23\nexit"), 1, A.XDP)
     got = init_net(rt).device(1).receive(FRAME)
-    assert (got.verdict, got.redirect_ifindex) == ("redirect", 7)
+    assert (got.verdict, got.redirect_ifindex) == ("redirect", a.ifindex)
+    # no device 7: xdp_do_generic_redirect fails (EINVAL) and the frame is dropped
+    link(load(ProgType.XDP, "mov %r1, 7\nmov %r2, 0\ncall 23\nexit"), a.ifindex, A.XDP)
+    got = a.receive(FRAME)
+    assert (got.verdict, got.redirect_ifindex, got.redirect_err) == ("drop", 7, errno.EINVAL)
 
 
 def test_xdp_sees_ingress_ifindex_and_rx_queue(rt: Runtime, load: Any, link: Any) -> None:

@@ -100,8 +100,7 @@ def test_closing_a_raw_tracepoint_link_stops_it(rt: Runtime, load: Any, sys_bpf:
 def test_raw_tracepoint_program_reading_past_the_arguments_is_einval(
         rt: Runtime, load: Any, sys_bpf: Any) -> None:
     register_tracepoint(rt, "one_arg", 1)
-    prog = load(ProgType.RAW_TRACEPOINT, RAW_ARG1)
-    rt.fds[prog].obj.max_ctx_offset = 16  # what the verifier records for args[1]
+    prog = load(ProgType.RAW_TRACEPOINT, RAW_ARG1)  # the verifier records 16 for args[1]
     assert _err(lambda: _raw_open(sys_bpf, prog, "one_arg")) == errno.EINVAL
 
 

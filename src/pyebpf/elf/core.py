@@ -284,6 +284,14 @@ def _field_value(btf: Btf, spec: _Spec, kind: int) -> tuple[int, int]:
     raise CoreRelocError(f"CO-RE: unknown field relocation kind {kind}")
 
 
+def _is_bitfield(btf: Btf, spec: _Spec) -> bool:
+    """Whether a field access ends at a bitfield member."""
+    last = spec.access[-1]
+    t = btf.skip_mods_and_typedefs(last.type_id)
+    return len(spec.access) > 1 and t.kind in _COMPOSITE and \
+        bool(t.members[last.idx].bitfield_size)
+
+
 def _value(btf: Btf, spec: _Spec, kind: int, *, local_id: int) -> int:
     if kind in _FIELD_KINDS:
         return _field_value(btf, spec, kind)[0]
@@ -325,18 +333,21 @@ def _poison(raw: bytearray, idx: int) -> None:
     struct.pack_into("<BBhi", raw, idx * 8, 0x85, 0, 0, POISON_HELPER)
 
 
-def _patch(raw: bytearray, idx: int, local_val: int, new_val: int, where: str) -> None:
+def _patch(raw: bytearray, idx: int, local_val: int, new_val: int, where: str,
+           validate: bool = True) -> None:
+    """bpf_core_patch_insn. ``validate``: check that the instruction holds the local
+    value first (libbpf doesn't for bitfields, whose values clang computes its way)."""
     code, _regs, off, imm = struct.unpack_from("<BBhi", raw, idx * 8)
     cls = code & 7
     if cls in (4, 7):  # ALU, ALU64
         if code & 0x08:
             raise CoreRelocError(f"{where}: ALU instruction with a register source")
-        if imm != _s32(local_val):
+        if validate and imm != _s32(local_val):
             raise CoreRelocError(f"{where}: unexpected instruction value: got {imm}, "
                                  f"expected {local_val}")
         struct.pack_into("<i", raw, idx * 8 + 4, _s32(new_val))
     elif cls in (1, 2, 3):  # LDX, ST, STX
-        if off != local_val:
+        if validate and off != local_val:
             raise CoreRelocError(f"{where}: unexpected instruction offset: got {off}, "
                                  f"expected {local_val}")
         if new_val > 0x7FFF:
@@ -347,7 +358,7 @@ def _patch(raw: bytearray, idx: int, local_val: int, new_val: int, where: str) -
             raise CoreRelocError(f"{where}: truncated 64-bit immediate load")
         (hi,) = struct.unpack_from("<i", raw, idx * 8 + 12)
         cur = (imm & 0xFFFF_FFFF) | ((hi & 0xFFFF_FFFF) << 32)
-        if cur != local_val & 0xFFFF_FFFF_FFFF_FFFF:
+        if validate and cur != local_val & 0xFFFF_FFFF_FFFF_FFFF:
             raise CoreRelocError(f"{where}: unexpected 64-bit immediate: got {cur}, "
                                  f"expected {local_val}")
         struct.pack_into("<i", raw, idx * 8 + 4, _s32(new_val & 0xFFFF_FFFF))
@@ -399,7 +410,8 @@ def apply_core_relos(btf: Btf, relos: list[tuple[int, CoreRelo]], raw: bytearray
                                               f"(access {relo.access_str}): no match in "
                                               "the target BTF"))
                 continue
-        _patch(raw, idx, local_val, target_val, where)
+        _patch(raw, idx, local_val, target_val, where,
+               validate=not (kind in _FIELD_KINDS and _is_bitfield(btf, local)))
         results.append(CoreReloResult(idx, kind.name, type_name, relo.access_str, local_val,
                                       target_val, True))
     return results

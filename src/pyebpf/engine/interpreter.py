@@ -23,7 +23,10 @@ functions; the tests hold the two to each other.
 
 Rare control transfers (program exit, a tail call, returning into another
 program) leave the loop by exception, so the common path pays nothing for
-them. Faults (:class:`~pyebpf.errors.BpfFault`) get the faulting pc attached by
+them. The loads the verifier made BPF_PROBE_MEM (through BTF pointers it can't
+vouch for: ``prog.probe_mem_insns``) get a handler of their own, whose fault
+reads 0 as the kernel's exception table makes it; other loads are unchanged.
+Faults (:class:`~pyebpf.errors.BpfFault`) get the faulting pc attached by
 the loop.
 """
 
@@ -182,6 +185,25 @@ if o + {n} <= e[1]:
     return nxt
 raise fault(a & M64, {n}, False)"""
 
+# BPF_PROBE_MEM / BPF_PROBE_MEMSX: the loads the verifier marked as going through a
+# BTF pointer it can't vouch for. The fast path is an ordinary load's; anything it
+# can't serve (a device page, a missing page, a load past its region's end) goes
+# to probe_load, which reads 0 where the kernel's exception table would.
+_MEM_LOAD_PROBE = """\
+a = regs[s] + off
+try:
+    e = rpages[a >> 12]
+except KeyError:
+    regs[d] = {slow}
+    return nxt
+o = a - e[0]
+if o + {n} <= e[1]:
+    buf = e[2]
+    regs[d] = {load}
+    return nxt
+regs[d] = {slow}
+return nxt"""
+
 _MEM_STORE = """\
 a = regs[d] + off
 v = {value}
@@ -204,6 +226,15 @@ def factory(regs, mem, rpages, wpages, fault, d, s, off, k, ks, nxt, tgt):
     return handler
 """
 
+def _probe_load(mem: AddressSpace, addr: int, size: int) -> int:
+    """A BPF_PROBE_MEM load's slow path: what ``mem.load`` reads, or 0 where it would
+    fault (the kernel's exception-table fixup zeroes the destination register)."""
+    try:
+        return mem.load(addr & M64, size)
+    except BpfFault:
+        return 0
+
+
 _NAMESPACE: dict[str, Any] = {
     "M64": M64,
     "M32": M32,
@@ -211,6 +242,7 @@ _NAMESPACE: dict[str, Any] = {
     "SIGN32": 1 << 31,
     "sdiv": sdiv,
     "sext": sext,
+    "probe_load": _probe_load,
     "smod": smod,
     "U16": struct.Struct("<H").unpack_from,
     "U32": struct.Struct("<I").unpack_from,
@@ -320,7 +352,8 @@ class Vm:
     instructions with :class:`~pyebpf.errors.BudgetExhausted`.
 
     Helpers come from ``helpers`` (``func_id -> impl``, default: every helper
-    pyebpf implements), kfuncs from ``kfuncs`` (BTF id -> impl). A program
+    pyebpf implements), kfuncs from ``kfuncs`` (BTF id -> impl, default: every
+    kfunc). A program
     loaded through ``bpf()`` runs in a Vm bound to its ``runtime`` (whose maps
     the helpers reach) and its ``owner`` program object.
     """
@@ -343,7 +376,11 @@ class Vm:
             helpers = default_helpers()
         self.insns = as_insns(prog)
         self.helpers: dict[int, Any] = dict(helpers)
-        self.kfuncs: dict[int, Any] = dict(kfuncs or {})
+        if kfuncs is None:  # every kfunc pyebpf implements, as for helpers
+            from ..kfuncs import default_kfuncs
+
+            kfuncs = default_kfuncs()
+        self.kfuncs: dict[int, Any] = dict(kfuncs)
         self.memory = memory if memory is not None else AddressSpace()
         self.clock = clock if clock is not None else Clock()
         self.budget = budget
@@ -383,6 +420,10 @@ class Vm:
         #: so an attach or detach reaches every interpreter running it.
         shared = getattr(owner, "replaced_functions", None)
         self.replaced: dict[int, Sequence[Insn]] = shared if isinstance(shared, dict) else {}
+        #: The loads the verifier made BPF_PROBE_MEM (``owner.probe_mem_insns``), and
+        #: those of the instructions being built (a tail-call target has its own).
+        self.probe_mem: frozenset[int] = frozenset(getattr(owner, "probe_mem_insns", ()))
+        self._probe_building: frozenset[int] = frozenset()
         self.code = self._code_for(self.insns)
 
     # -- running ---------------------------------------------------------------
@@ -577,11 +618,16 @@ class Vm:
             insns = as_insns(insns)  # a tail-call target list is validated too
         code: list[Handler] = []
         n = len(insns)
-        for pc, insn in enumerate(insns):
-            if pc and insns[pc - 1].code == 0x18:
-                code.append(self._fault_handler(f"jump into the middle of lddw at insn {pc}"))
-                continue
-            code.append(self._build(insn, pc, n, insns, code))
+        outer, self._probe_building = self._probe_building, self._probe_mem_of(key)
+        try:
+            for pc, insn in enumerate(insns):
+                if pc and insns[pc - 1].code == 0x18:
+                    code.append(self._fault_handler(f"jump into the middle of lddw at insn "
+                                                    f"{pc}"))
+                    continue
+                code.append(self._build(insn, pc, n, insns, code))
+        finally:
+            self._probe_building = outer
         # Falling off the end, or a jump out of the program, lands here.
         code.append(self._fault_handler("control left the program (past its last instruction)"))
         self._codes[id(key)] = (key, code)
@@ -596,7 +642,22 @@ class Vm:
     def _build(self, insn: Insn, pc: int, n: int, insns: Sequence[Insn],
                code: list[Handler]) -> Handler:
         spec = OPCODES[insn.code]
+        if pc in self._probe_building and spec.kind in (Kind.LDX, Kind.LDX_SX):
+            return _build_probe_mem(self, spec, insn, pc)
         return _BUILDERS[spec.kind](self, spec, insn, pc, n, insns, code)
+
+    def _probe_mem_of(self, insns: Sequence[Insn]) -> frozenset[int]:
+        """The BPF_PROBE_MEM loads of ``insns``: this Vm's program's, or those of the
+        loaded program (a tail-call target, an extension) whose instructions they are."""
+        if insns is self.insns:
+            return self.probe_mem
+        if self.runtime is not None:
+            from ..runtime import ObjKind
+
+            for prog in self.runtime.objects(ObjKind.PROG).values():
+                if getattr(prog, "insns", None) is insns:
+                    return frozenset(getattr(prog, "probe_mem_insns", ()))
+        return frozenset()
 
     def _target(self, pc: int, delta: int, n: int) -> int:
         """A jump target, or the past-the-end slot when it lies outside the program."""
@@ -690,6 +751,18 @@ def _build_mem(vm: Vm, spec: OpSpec, insn: Insn, pc: int, n: int, *_: Any) -> Ha
         value = "k" if spec.kind is Kind.ST else "regs[s]" if width == 8 else f"regs[s] & {mask:#x}"
         body = _MEM_STORE.format(n=width, value=value, store=_STORE[width])
         return vm._make(body, insn, k=insn.imm & mask, nxt=pc + 1)
+    return vm._make(body, insn, nxt=pc + 1)
+
+
+def _build_probe_mem(vm: Vm, spec: OpSpec, insn: Insn, pc: int) -> Handler:
+    """BPF_LDX | BPF_PROBE_MEM(SX): a load whose fault reads 0 (see _MEM_LOAD_PROBE)."""
+    width = spec.width
+    if spec.kind is Kind.LDX:
+        body = _MEM_LOAD_PROBE.format(n=width, load=_LOAD[width],
+                                      slow=f"probe_load(mem, a, {width})")
+    else:
+        body = _MEM_LOAD_PROBE.format(n=width, load=_LOAD_SX[width],
+                                      slow=f"sext(probe_load(mem, a, {width}), {8 * width}) & M64")
     return vm._make(body, insn, nxt=pc + 1)
 
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..engine.interpreter import Vm
 
 __all__ = [
+    "CLOSED_TABLES",
     "HELPERS",
     "TIERS",
     "ArgType",
@@ -76,6 +77,9 @@ class Helper:
     #: Program types whose table offers a prototype of their own for the same id
     #: (bpf_get_cgroup_classid takes the skb in tc programs, nothing elsewhere).
     type_protos: Mapping[int, Proto] = attrs.field(factory=dict)
+    #: Program types whose table offers it behind CAP_PERFMON only (the socket
+    #: casts of ``bpf_sk_base_func_proto``, net/core/filter.c).
+    perfmon_types: frozenset[int] = frozenset()
 
     @property
     def kernel_name(self) -> str:
@@ -85,6 +89,10 @@ class Helper:
 
 #: func_id -> Helper, filled by the helper modules as they are imported.
 HELPERS: dict[int, Helper] = {}
+#: Program types whose get_func_proto is a closed list that never falls back to
+#: ``bpf_base_func_proto`` (lirc_mode2_func_proto): every helper id it offers; the
+#: others' tiers still apply (trace_printk's CAP_PERFMON).
+CLOSED_TABLES: dict[int, frozenset[int]] = {}
 
 
 def register_helper(
@@ -95,6 +103,7 @@ def register_helper(
     tier: str | None = None,
     prog_types: Iterable[int] = (),
     type_protos: Mapping[int, Proto] | None = None,
+    perfmon_types: Iterable[int] = (),
 ) -> Callable[[HelperImpl], HelperImpl]:
     """Decorator adding an implementation to :data:`HELPERS` under ``func_id``.
 
@@ -108,7 +117,8 @@ def register_helper(
     def deco(impl: HelperImpl) -> HelperImpl:
         own = {int(t): p for t, p in (type_protos or {}).items()}
         HELPERS[func_id] = Helper(func_id, name, impl, proto if proto is not None else Proto(),
-                                  tier, frozenset(int(t) for t in prog_types) | set(own), own)
+                                  tier, frozenset(int(t) for t in prog_types) | set(own), own,
+                                  frozenset(int(t) for t in perfmon_types))
         return impl
 
     return deco
@@ -116,7 +126,8 @@ def register_helper(
 
 _FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel",
              "sockopt", "fib", "timer", "perf_event", "stack", "cgroup_array", "redirect_map",
-             "seq", "local_storage", "dynptr", "user_ringbuf", "task", "reuseport", "sockmap")
+             "seq", "local_storage", "dynptr", "user_ringbuf", "task", "reuseport", "sockmap",
+             "kptr", "rc", "skc", "sk_msg", "btf_show", "trampoline")
 
 
 def _load() -> None:
@@ -151,8 +162,13 @@ def func_proto(func_id: int, prog_type: int, *, cap_bpf: bool = True,
     own = helper.type_protos.get(int(prog_type))
     if own is not None:
         return attrs.evolve(helper, proto=own)
+    closed = CLOSED_TABLES.get(int(prog_type))
+    if closed is not None and func_id not in closed:
+        return None
     if int(prog_type) in helper.prog_types:
         return helper
+    if int(prog_type) in helper.perfmon_types:
+        return helper if cap_perfmon else None
     if helper.tier == "base":
         return helper
     if helper.tier == "cap_bpf":

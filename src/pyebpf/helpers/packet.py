@@ -17,7 +17,7 @@ hook that runs the program acts on it (``vm.redirect_info``).
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -329,10 +329,19 @@ def xdp_adjust_tail(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 @attrs.define
 class RedirectInfo:
-    """The kernel's per-CPU ``bpf_redirect_info``: where the last redirect asked to go."""
+    """The kernel's per-CPU ``bpf_redirect_info``: where the last redirect asked to go.
+
+    ``map_id``/``map_type`` say how XDP's xdp_do_redirect reads it: INT_MAX and
+    UNSPEC for bpf_redirect (``tgt_index`` is an ifindex), a map's id and type
+    for bpf_redirect_map (``tgt_value`` is the entry the lookup found, ``map``
+    the map of a BPF_F_BROADCAST redirect)."""
 
     tgt_index: int = 0
     flags: int = 0
+    map_id: int = 0
+    map_type: int = 0
+    tgt_value: Any = None
+    map: Any = None
 
 
 def redirect_info(vm: Vm) -> RedirectInfo:
@@ -353,6 +362,8 @@ def redirect(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
         return XDP_ABORTED if is_xdp else TC_ACT_SHOT
     info = redirect_info(vm)
     info.tgt_index, info.flags = r1 & M32, r2
+    # ifindex-based XDP redirects: map type UNSPEC with map_id INT_MAX
+    info.map_id, info.map_type, info.tgt_value, info.map = 0x7FFF_FFFF, 0, None, None
     return XDP_REDIRECT if is_xdp else TC_ACT_REDIRECT
 
 

@@ -7,10 +7,12 @@ XDP_DROP, XDP_PASS or XDP_TX); device maps also take BPF_F_BROADCAST (which
 redirects even without an entry) and BPF_F_EXCLUDE_INGRESS; any other bit
 makes the helper return XDP_ABORTED. A found entry returns XDP_REDIRECT and
 records the target in the run's ``bpf_redirect_info`` (``vm.redirect_info``:
-``tgt_index``, and ``flags`` for a broadcast) and, as the kernel's
-``ri->map_id``/``ri->map_type``, ``vm.redirect_map`` = (map id, map type)
-(INT_MAX and UNSPEC after a failed lookup). A test run returns the action
-without sending anything, as the kernel's BPF_PROG_TEST_RUN does.
+``tgt_index``, ``tgt_value`` (the entry the map's ``redirect_lookup`` found),
+``map_id``/``map_type``, and ``map``/``flags`` for a broadcast; also
+``vm.redirect_map`` = (map id, map type), INT_MAX and UNSPEC after a failed
+lookup). The hook that ran the program carries the redirect out
+(pyebpf.links.xdp_redirect); a plain test run only returns the action, as the
+kernel's BPF_PROG_TEST_RUN does without BPF_F_TEST_XDP_LIVE_FRAMES.
 """
 
 from __future__ import annotations
@@ -54,12 +56,19 @@ def redirect_map(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     if flags & ~(_ACTION_MASK | flag_mask):
         return XDP_ABORTED
     key = r2 & M32
-    target = m.target(key)  # type: ignore[attr-defined]
-    if target is None and not flags & BPF_F_BROADCAST:
+    info = redirect_info(vm)
+    info.tgt_value = m.redirect_lookup(key)  # type: ignore[attr-defined]
+    if info.tgt_value is None and not flags & BPF_F_BROADCAST:
+        # the last lookup wins: a failed one leaves an ifindex redirect to the old
+        # tgt_index behind, should the program return XDP_REDIRECT anyway
+        info.map_id, info.map_type = INT_MAX, int(MapType.UNSPEC)
         vm.redirect_map = (INT_MAX, int(MapType.UNSPEC))  # type: ignore[attr-defined]
         return flags & _ACTION_MASK
-    info = redirect_info(vm)
     info.tgt_index = key
-    info.flags = flags if flags & BPF_F_BROADCAST else 0
+    info.map_id, info.map_type = m.id, int(m.map_type)
+    if flags & BPF_F_BROADCAST:
+        info.map, info.flags = m, flags
+    else:
+        info.map, info.flags = None, 0
     vm.redirect_map = (m.id, int(m.map_type))  # type: ignore[attr-defined]
     return XDP_REDIRECT

@@ -76,3 +76,58 @@ def ringbuf_output(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     A.ARG_CONST_MAP_PTR, A.ARG_ANYTHING)), tier="base")
 def ringbuf_query(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return _ringbuf(vm, r1, "ringbuf_query").query(r2)
+
+
+# -- ringbuf dynptrs (bpf_ringbuf_reserve_dynptr / submit_dynptr / discard_dynptr) --------------
+# The sample is a RINGBUF dynptr the program must submit or discard (the verifier
+# tracks it as a reference), even when the reservation failed (a NULL dynptr).
+
+#: DYNPTR_MAX_SIZE: the largest size a dynptr describes (24 bits).
+DYNPTR_MAX_SIZE = (1 << 24) - 1
+_RINGBUF_DYNPTR = A.ARG_PTR_TO_DYNPTR | TypeFlag.DYNPTR_TYPE_RINGBUF
+
+
+@register_helper(198, "ringbuf_reserve_dynptr", Proto(RetType.RET_INTEGER, (
+    A.ARG_CONST_MAP_PTR, A.ARG_ANYTHING, A.ARG_ANYTHING,
+    _RINGBUF_DYNPTR | TypeFlag.MEM_UNINIT)), tier="cap_bpf")
+def ringbuf_reserve_dynptr(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Reserve ``size`` bytes as a dynptr: -EINVAL for flags or no room, -E2BIG
+    past DYNPTR_MAX_SIZE (the dynptr is NULL then)."""
+    import errno
+
+    from .dynptr import BPF_DYNPTR_TYPE_RINGBUF, make_dynptr
+
+    size = r2 & 0xFFFF_FFFF
+    err = errno.EINVAL if r3 else errno.E2BIG if size > DYNPTR_MAX_SIZE else 0
+    addr = None if err else _ringbuf(vm, r1, "ringbuf_reserve_dynptr").reserve(size, 0)
+    if addr is None:
+        vm.memory.write(r4, bytes(16))  # bpf_dynptr_set_null
+        return neg(err or errno.EINVAL)
+    vm.memory.write(r4, make_dynptr(addr, size, BPF_DYNPTR_TYPE_RINGBUF))
+    return 0
+
+
+def _commit_dynptr(vm: Vm, ptr: int, flags: int, discard: bool) -> int:
+    from ..maps.ringbuf import ringbuf_discard as discard_sample
+    from ..maps.ringbuf import ringbuf_submit as submit_sample
+
+    data = int.from_bytes(vm.memory.read(ptr, 8), "little")
+    if data:  # a NULL dynptr (a failed reservation) has nothing to commit
+        rt = runtime_of(vm, "ringbuf_discard_dynptr" if discard else "ringbuf_submit_dynptr")
+        (discard_sample if discard else submit_sample)(rt, data, flags)
+        vm.memory.write(ptr, bytes(16))
+    return 0
+
+
+_COMMIT_DYNPTR = Proto(RetType.RET_VOID, (_RINGBUF_DYNPTR | TypeFlag.OBJ_RELEASE,
+                                          A.ARG_ANYTHING))
+
+
+@register_helper(199, "ringbuf_submit_dynptr", _COMMIT_DYNPTR, tier="cap_bpf")
+def ringbuf_submit_dynptr(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    return _commit_dynptr(vm, r1, r2, discard=False)
+
+
+@register_helper(200, "ringbuf_discard_dynptr", _COMMIT_DYNPTR, tier="cap_bpf")
+def ringbuf_discard_dynptr(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    return _commit_dynptr(vm, r1, r2, discard=True)

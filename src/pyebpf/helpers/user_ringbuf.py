@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import BpfFault
-from ..memory import Perm
 from . import register_helper
 from ._util import map_at, neg
 from .dynptr import make_dynptr
@@ -36,8 +35,10 @@ def user_ringbuf_drain(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> i
         raise BpfFault(f"bpf_user_ringbuf_drain with a {m.map_type.name} map (it needs a "
                        "USER_RINGBUF)")
     mem = vm.memory
-    # The dynptr lives on the helper's (kernel) stack: a read-only region here.
-    region = mem.map(bytearray(16), kind="dynptr", name="user_ringbuf sample", perms=Perm.R)
+    # The dynptr lives on the helper's (kernel) stack. Programs can't store into it
+    # (a CONST_PTR_TO_DYNPTR is no memory pointer), but kfuncs may change it
+    # (bpf_dynptr_adjust takes a const dynptr): writable, renewed for each sample.
+    region = mem.map(bytearray(16), kind="dynptr", name="user_ringbuf sample")
 
     def callback(addr: int, length: int) -> int:
         region.buf[:] = make_dynptr(addr, length)

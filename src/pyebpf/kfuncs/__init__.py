@@ -92,6 +92,21 @@ class KfArgKind(enum.Enum):
     PROG_AUX = "prog"
     #: A pointer to a kernel struct (KF_ARG_PTR_TO_BTF_ID), named by ``struct``.
     PTR_TO_BTF_ID = "btf_id"
+    #: A ``struct bpf_dynptr *`` (KF_ARG_PTR_TO_DYNPTR): an initialized dynptr on
+    #: the stack or a callback's const one; with ``uninit`` (``__uninit`` suffix)
+    #: stack slots the kfunc makes a dynptr in.
+    PTR_TO_DYNPTR = "dynptr"
+    #: Memory whose size is the next argument (KF_ARG_PTR_TO_MEM_SIZE); with
+    #: ``optional`` (``__opt`` suffix) NULL is allowed.
+    PTR_TO_MEM_SIZE = "mem_size"
+    #: The size of the memory argument before it (``__sz``); with ``const``
+    #: (``__szk``) a known constant the verifier remembers (meta.arg_constant).
+    MEM_SIZE = "size"
+    #: A program-allocated object (KF_ARG_PTR_TO_ALLOC_BTF_ID, ``__alloc`` suffix).
+    PTR_TO_ALLOC = "alloc"
+    #: An owning or non-owning reference to an object with a ``bpf_refcount``
+    #: (KF_ARG_PTR_TO_REFCOUNTED_KPTR, ``__refcounted_kptr`` suffix).
+    PTR_TO_REFCOUNTED_KPTR = "refcounted_kptr"
 
 
 @attrs.frozen
@@ -106,6 +121,12 @@ class KfArg:
     iter_size: int = 0
     #: PTR_TO_BTF_ID: the kernel struct pointed to ("task_struct").
     struct: str = ""
+    #: PTR_TO_DYNPTR: ``__uninit``, the kfunc initializes the dynptr.
+    uninit: bool = False
+    #: PTR_TO_MEM_SIZE: ``__opt``, NULL is allowed.
+    optional: bool = False
+    #: MEM_SIZE: ``__szk``, the size must be a known constant.
+    const: bool = False
 
 
 @attrs.frozen
@@ -150,7 +171,7 @@ class Kfunc:
 KFUNCS: dict[int, Kfunc] = {}
 _BY_NAME: dict[str, Kfunc] = {}
 
-_FAMILIES = ("iter_num", "task", "rcu")
+_FAMILIES = ("iter_num", "task", "rcu", "dynptr", "obj", "testmod", "cast")
 
 
 def register_kfunc(name: str, btf_id: int, args: Iterable[KfArg], ret: int = RetType.RET_INTEGER,

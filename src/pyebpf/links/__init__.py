@@ -9,6 +9,7 @@ tracepoint, perf events) and sockets (socket filters).
 
 from __future__ import annotations
 
+from ..progs.lirc import LircDevice
 from .base import (
     BPF_LINK_INFO_SIZE,
     BpfLink,
@@ -21,11 +22,15 @@ from .base import (
     settle_link,
 )
 from .cgroup import Cgroup, CgroupLink, CgroupSkbVerdict, CgroupVerdict, cgroup_root
+from .inet import InetSocket, TcpState, socket_pair
 from .iter import IterLink, IterSession, iter_read
 from .link import Link
 from .netdev import MprogEntry, Netdev, RxResult, TcxLink, XdpFlags, XdpLink
+from .netfilter import NetfilterLink, NfResult
+from .netkit import NetkitAction, NetkitDev, NetkitLink, NetkitMode
 from .netns import Netns, NetnsLink, current_net, init_net, set_current_net
 from .sock import Socket
+from .sockmap import Psock, SockMapLink
 from .struct_ops import StructOpsLink
 from .tracing import (
     PerfLink,
@@ -39,6 +44,7 @@ from .tracing import (
     perf_event_set_bpf,
     register_tracepoint,
 )
+from .xsk import XskSocket
 
 __all__ = [
     "BPF_LINK_INFO_SIZE",
@@ -48,21 +54,33 @@ __all__ = [
     "CgroupSkbVerdict",
     "CgroupVerdict",
     "IterLink",
+    "InetSocket",
     "IterSession",
     "Link",
     "LinkInfo",
+    "LircDevice",
     "MprogEntry",
     "Netdev",
+    "NetfilterLink",
+    "NetkitAction",
+    "NetkitDev",
+    "NetkitLink",
+    "NetkitMode",
     "Netns",
     "NetnsLink",
+    "NfResult",
     "PerfLink",
+    "Psock",
     "ProgQueryResult",
     "RawTracepointLink",
     "RxResult",
+    "SockMapLink",
     "Socket",
+    "TcpState",
     "TcxLink",
     "XdpFlags",
     "XdpLink",
+    "XskSocket",
     "cgroup_root",
     "current_net",
     "fire_kprobe",
@@ -80,6 +98,7 @@ __all__ = [
     "register_prog_attach",
     "register_prog_query",
     "set_current_net",
+    "socket_pair",
     "settle_link",
     "StructOpsLink",
 ]

@@ -90,6 +90,7 @@ __all__ = [
     "register_prog_attach",
     "register_prog_query",
     "settle_link",
+    "write_query_ids",
 ]
 
 PAGE_SIZE = 4096
@@ -163,10 +164,10 @@ def prog_attach_check_attach_type(prog: BpfProg, attach_type: int) -> None:
     elif pt == P.CGROUP_SKB:
         if not prog.runtime.privileged:
             raise BpfError(errno.EPERM, "attaching CGROUP_SKB programs needs CAP_NET_ADMIN")
-        # The kernel also refuses another direction when the verifier set
-        # enforce_expected_attach_type (an egress program that may return 2 or 3,
-        # the congestion bits); pyebpf doesn't track that, so either direction goes.
-        ok = attach_type_to_prog_type(attach_type) == pt
+        # Either direction, unless the verifier set enforce_expected_attach_type
+        # (an egress program returning 2 or 3, the congestion bits): then egress only.
+        ok = attach_type_to_prog_type(attach_type) == pt and not (
+            prog.enforce_expected_attach_type and attach_type != eat)
     elif pt == P.EXT:
         ok = True
     elif pt == P.NETFILTER:
@@ -625,6 +626,12 @@ def _write_u32s(rt: Runtime, dst: Buffer, values: tuple[int, ...]) -> None:
         dst[: len(data)] = data
     elif isinstance(dst, UserPtr):
         _copy_out(rt, dst, data)
+
+
+def write_query_ids(rt: Runtime, dst: Buffer, ids: tuple[int, ...]) -> None:
+    """Copy ``ids`` (u32s, all of them) to a caller's array: for families that copy
+    without deliver_query's prog_cnt cap (lirc_prog_query)."""
+    _write_u32s(rt, dst, ids)
 
 
 def deliver_query(rt: Runtime, attr: ProgQueryAttr, result: ProgQueryResult, *,

@@ -15,9 +15,11 @@ each other (EEXIST); an active link can't be replaced (EBUSY), nor a
 netlink-attached program by a link (EBUSY). :meth:`Netdev.set_xdp_fd` is the
 netlink path (``ip link set dev X xdp fd N``). Actions: XDP_PASS continues to
 the packet taps and tcx, XDP_DROP and XDP_ABORTED drop, XDP_TX sends the frame
-back out and XDP_REDIRECT to the device bpf_redirect named (generic XDP:
-generic_xdp_tx onto the wire; native: the target's ndo_xdp_xmit, which a veth
-completes only when its peer runs XDP as well).
+back out and XDP_REDIRECT goes where bpf_redirect or bpf_redirect_map said:
+a device (generic XDP: generic_xdp_tx onto the wire; native: the target's
+ndo_xdp_xmit, which a veth has only while its peer runs native XDP), a device
+map entry (with its program, or a broadcast), a CPU map entry or an AF_XDP
+socket (pyebpf.links.xdp_redirect); a redirect that fails drops the frame.
 
 tcx (bpf_mprog): up to 64 programs per direction in an ordered list with a
 revision; BPF_F_BEFORE/AFTER position relative to a program or link (by fd,
@@ -107,9 +109,12 @@ class RxResult:
     """What the receive (or transmit) path did with a frame.
 
     ``verdict`` is "pass" (up the stack / onto the wire), "drop", "tx" (XDP_TX:
-    back out of the device), or "redirect" (to ``redirect_ifindex``);
+    back out of the device), or "redirect" (to ``redirect_ifindex``, or for
+    an XDP map redirect to key ``redirect_key`` of a ``redirect_map_type`` map);
     ``packet`` is the frame as the programs left it; ``xdp_action`` and
-    ``tc_action`` are the raw program results (None where no program ran)."""
+    ``tc_action`` are the raw program results (None where no program ran).
+    An XDP redirect that failed is a "drop" whose ``redirect_err`` is the
+    errno xdp_do_redirect returned."""
 
     verdict: str
     packet: bytes
@@ -117,6 +122,9 @@ class RxResult:
     tc_action: int | None = None
     redirect_ifindex: int = 0
     redirect_flags: int = 0
+    redirect_map_type: int = 0
+    redirect_key: int = 0
+    redirect_err: int = 0
 
 
 # -- mprog -------------------------------------------------------------------------------------
@@ -321,7 +329,8 @@ class Netdev(NetDevice):
     devices whose transmits arrive at each other."""
 
     def __init__(self, net: Netns, name: str, *, loopback: bool = False,
-                 native_xdp: bool | None = None, dev_addr: bytes | None = None) -> None:
+                 native_xdp: bool | None = None, dev_addr: bytes | None = None,
+                 num_queues: int = 1) -> None:
         ifindex = net.alloc_ifindex()
         if dev_addr is None:
             dev_addr = bytes(6) if loopback else bytes([0x02, 0, 0, 0, 0, ifindex & 0xFF])
@@ -331,6 +340,14 @@ class Netdev(NetDevice):
         self.native_xdp = (not loopback) if native_xdp is None else native_xdp
         self.peer: Netdev | None = None
         self.registered = True
+        #: real_num_rx_queues (= tx queues): what an AF_XDP socket may bind to.
+        self.num_queues = num_queues
+        #: dev->mtu (lo's default 65536, Ethernet's 1500): the largest frame an XDP
+        #: redirect may send is mtu + hard_header_len + VLAN_HLEN (xdp_ok_fwd_dev).
+        self.mtu = 65536 if loopback else 1500
+        #: Set to a list to capture the frames that leave the device (ndo_start_xmit,
+        #: ndo_xdp_xmit), in order.
+        self.xmit_log: list[bytes] | None = None
         #: Packet sockets bound to the device (ETH_P_ALL taps): they see every frame
         #: XDP let through, before tc ingress (__netif_receive_skb_core).
         self.taps: list[Socket] = []
@@ -490,37 +507,27 @@ class Netdev(NetDevice):
         if from_stack and native:
             prog = None
         if prog is not None:
-            from ..progs.xdp import run_on_xdp, xdp_frame
+            from .xdp_redirect import XdpFrame, XdpNetContext, run_xdp, xdp_do_redirect
 
-            xdp, region, buf = xdp_frame(rt, frame)
-            xdp.ingress_ifindex = self.ifindex
-            xdp.rx_queue_index = rx_queue_index
-            vm = prog.vm()
-            vm.redirect_info = None
-            try:
-                xdp_action, _ = run_on_xdp(rt, prog, xdp)
-            finally:
-                rt.unmap_later(region)
-            base = region.base
-            frame = bytes(buf[xdp.data - base:xdp.data_end - base])
-            info = vm.redirect_info
+            run = run_xdp(rt, prog, XdpFrame(frame, self, rx_queue=rx_queue_index),
+                          ingress_ifindex=self.ifindex, rx_queue_index=rx_queue_index)
+            xdp_action, frame = run.action, run.frame.data
             if xdp_action == XdpAction.PASS:
                 pass
             elif xdp_action == XdpAction.TX:
                 if self.peer is not None:
                     self.xdp_xmit(frame)
                 return RxResult("tx", frame, xdp_action=xdp_action)
-            elif xdp_action == XdpAction.REDIRECT and info is not None:
-                target = self.net.device(info.tgt_index)
-                if target is not None:
-                    if native:  # ndo_xdp_xmit of the target
-                        target.xdp_xmit(frame)
-                    else:       # xdp_do_generic_redirect: generic_xdp_tx
-                        target.wire(frame)
-                return RxResult("redirect", frame, xdp_action=xdp_action,
-                                redirect_ifindex=info.tgt_index, redirect_flags=info.flags)
-            else:  # DROP, ABORTED, an unknown action (bpf_warn_invalid_xdp_action), or a
-                # REDIRECT with nowhere to go: the frame is dropped
+            elif xdp_action == XdpAction.REDIRECT:
+                # one NAPI poll: the redirect, then xdp_do_flush
+                ctx = XdpNetContext(rt, generic=not native)
+                res = xdp_do_redirect(ctx, run.frame, run.info)
+                ctx.flush()
+                return RxResult("drop" if res.err else "redirect", frame,
+                                xdp_action=xdp_action, redirect_ifindex=res.ifindex,
+                                redirect_flags=res.flags, redirect_map_type=res.map_type,
+                                redirect_key=res.key, redirect_err=res.err)
+            else:  # DROP, ABORTED or an unknown action (bpf_warn_invalid_xdp_action)
                 return RxResult("drop", frame, xdp_action=xdp_action)
         for tap in list(self.taps):
             tap.receive(frame)
@@ -539,16 +546,28 @@ class Netdev(NetDevice):
 
     def wire(self, frame: bytes) -> None:
         """ndo_start_xmit: a veth hands the frame to its peer, lo to itself."""
+        if self.xmit_log is not None:
+            self.xmit_log.append(frame)
         if self.peer is not None:
             self.peer.receive(frame)
         elif self.loopback:
             self.receive(frame)
 
+    def has_ndo_xdp_xmit(self) -> bool:
+        """NETDEV_XDP_ACT_NDO_XMIT: whether native XDP may send frames out of the
+        device. A veth may while its peer's NAPI runs, i.e. the peer has a native
+        XDP program (veth_set_xdp_features); lo has no ndo_xdp_xmit."""
+        return (self.native_xdp and self.peer is not None
+                and self.peer.xdp_prog[XdpMode.DRV] is not None)
+
     def xdp_xmit(self, frame: bytes) -> None:
         """ndo_xdp_xmit (XDP_TX, native XDP redirects): veth_xdp_xmit hands the
-        frame to the peer only if the peer's NAPI runs, i.e. the peer has an XDP
-        program too (else it is dropped); devices without the op (lo) drop it."""
-        if self.peer is not None and self.peer.xdp_program() is not None:
+        frame to the peer only if the peer's NAPI runs (else it is dropped);
+        devices without the op (lo) drop it."""
+        if self.has_ndo_xdp_xmit():
+            assert self.peer is not None
+            if self.xmit_log is not None:
+                self.xmit_log.append(frame)
             self.peer.receive(frame)
 
     def _redirect(self, result: RxResult) -> None:

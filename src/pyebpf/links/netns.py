@@ -106,6 +106,10 @@ class Netns(BpfObject):
         self.links: dict[NetnsAttach, list[NetnsLink]] = {t: [] for t in NetnsAttach}
         self.devices: dict[int, Netdev] = {}
         self._next_ifindex = 1
+        #: Netfilter hooks (pyebpf.links.netfilter): (pf, hooknum) -> the registered
+        #: hook ops in priority order; and the users of each family's defrag hooks.
+        self.nf_hooks: dict[tuple[int, int], list[Any]] = {}
+        self.nf_defrag_users: dict[int, int] = {}
         self.hold()  # the process living in it
         from .netdev import Netdev
 
@@ -132,6 +136,18 @@ class Netns(BpfObject):
 
     def device_by_name(self, name: str) -> Netdev | None:
         return next((d for d in self.devices.values() if d.name == name), None)
+
+    @property
+    def last_ifindex(self) -> int:
+        """net->ifindex: the last ifindex handed out in this namespace."""
+        return self._next_ifindex - 1
+
+    def nf_hook(self, pf: int, hooknum: int, packet: bytes, **kwargs: Any) -> Any:
+        """Fire the netfilter hook (pf, hooknum) with an IP packet: the hooks run in
+        priority order until one drops it (see :func:`pyebpf.links.netfilter.nf_hook_slow`)."""
+        from .netfilter import nf_hook_slow
+
+        return nf_hook_slow(self, pf, hooknum, packet, **kwargs)
 
     def alloc_ifindex(self) -> int:
         ifindex = self._next_ifindex

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BpfError
 from ..prog import BpfProg
-from ..runtime import Runtime
+from ..runtime import BpfObject, ObjKind, Runtime
 from ..uapi import ProgType
 from .base import prog_get_type
 from .netns import current_net
@@ -34,21 +34,25 @@ if TYPE_CHECKING:
 __all__ = ["Socket"]
 
 
-class Socket:
-    """A socket receiving frames, with an optional socket filter."""
+class Socket(BpfObject):
+    """A socket receiving frames, with an optional socket filter. It is a file:
+    :meth:`open` gives an fd on it (what socket maps and sk storage take)."""
+
+    kind = ObjKind.SOCKET
 
     def __init__(self, rt: Runtime, kind: str = "packet", *, cap: int = 1,
                  dev: Netdev | None = None) -> None:
         if kind not in ("packet", "inet"):
             raise ValueError("kind is 'packet' or 'inet'")
-        self.runtime = rt
+        super().__init__(rt)
         #: A packet socket bound to a device receives what arrives on it (after XDP).
         self.dev = dev
         if dev is not None:
             if kind != "packet":
                 raise ValueError("only packet sockets bind to a device")
             dev.taps.append(self)
-        self.kind = kind
+        #: "packet" or "inet" (``kind`` is the fd table's ObjKind.SOCKET).
+        self.sock_kind = kind
         self.cap = cap
         self.filter: BpfProg | None = None
         #: SO_LOCK_FILTER: the filter can't be changed any more.
@@ -74,6 +78,13 @@ class Socket:
             raise BpfError(errno.ENOENT, "the socket has no filter")
         old, self.filter = self.filter, None
         old.release()
+
+    def open(self) -> int:
+        """A new fd on the socket (the last fd closed closes the socket)."""
+        return self.runtime.install_fd(self)
+
+    def free(self) -> None:
+        self.close()
 
     def lock_filter(self) -> None:
         """setsockopt(SO_LOCK_FILTER, 1)."""
@@ -102,14 +113,14 @@ class Socket:
         """A frame arrives for the socket: the filter decides what of it is kept
         (None: dropped). Kept packets are also appended to :attr:`queue`."""
         rt = self.runtime
-        packet = frame if self.kind == "packet" else frame[14:]
+        packet = frame if self.sock_kind == "packet" else frame[14:]
         prog = self.filter
         if prog is not None:
             from ..progs.skb import build_skb, release_skb, run_on_skb
 
             dev = self.dev or current_net(rt).device(1)
             skb = build_skb(rt, frame, ProgType.SOCKET_FILTER, dev=dev)
-            if self.kind == "packet":
+            if self.sock_kind == "packet":
                 skb.push(skb.data_off - skb.mac_off)  # packet_rcv: from the MAC header
                 skb.compute_data_pointers()
             try:
@@ -121,6 +132,6 @@ class Socket:
             if not kept:
                 return None
             # a packet socket's snaplen; an IP socket's pskb_trim(max(cap, kept))
-            packet = packet[:kept] if self.kind == "packet" else packet[:max(self.cap, kept)]
+            packet = packet[:kept] if self.sock_kind == "packet" else packet[:max(self.cap, kept)]
         self.queue.append(packet)
         return packet

@@ -7,7 +7,11 @@ argument counts (:data:`RAW_TRACEPOINTS`; :func:`register_tracepoint` adds
 more). BPF_RAW_TRACEPOINT_OPEN (a RAW_TRACEPOINT program and a name) gives a
 link of type RAW_TRACEPOINT: an unknown name is ENOENT, a NULL name EFAULT,
 another program type EINVAL, and a program reading past the tracepoint's
-arguments EINVAL (when the verifier recorded ``max_ctx_offset``).
+arguments EINVAL (bpf_probe_register: the ``max_ctx_offset`` the verifier
+recorded is more than 8 bytes per argument), as is a RAW_TRACEPOINT_WRITABLE
+program reaching further into args[0]'s buffer (``max_tp_access``) than the
+tracepoint's writable size (0 unless it was declared with
+DECLARE_TRACE_WRITABLE: :func:`register_tracepoint`'s ``writable_size``).
 :func:`fire_raw_tracepoint` calls every attached program with the u64
 arguments as its ctx.
 
@@ -86,13 +90,17 @@ def _state(rt: Runtime) -> dict[str, Any]:
     got: dict[str, Any] | None = rt.hooks.get("tracing")
     if got is None:
         got = rt.hooks["tracing"] = {"raw_tp": dict(RAW_TRACEPOINTS), "raw_links": {},
-                                     "events": {}, "next_id": 1}
+                                     "tp_writable_size": {}, "events": {}, "next_id": 1}
     return got
 
 
-def register_tracepoint(rt: Runtime, name: str, num_args: int) -> None:
-    """Make a raw tracepoint ``name`` with ``num_args`` u64 arguments known."""
-    _state(rt)["raw_tp"][name] = num_args
+def register_tracepoint(rt: Runtime, name: str, num_args: int, writable_size: int = 0) -> None:
+    """Make a raw tracepoint ``name`` with ``num_args`` u64 arguments known;
+    ``writable_size``: the bytes of args[0] a RAW_TRACEPOINT_WRITABLE program may
+    reach (struct bpf_raw_event_map's writable_size)."""
+    st = _state(rt)
+    st["raw_tp"][name] = num_args
+    st["tp_writable_size"][name] = writable_size
 
 
 def _trace_event(rt: Runtime, name: str, kind: str) -> TraceEvent:
@@ -117,12 +125,19 @@ class RawTracepointLink(BpfLink):
         self.cookie = cookie
 
     def attach(self) -> None:
-        """bpf_probe_register: the program reads no argument past the tracepoint's."""
-        num_args = _state(self.runtime)["raw_tp"][self.tp_name]
+        """__bpf_probe_register: the program reads no argument past the tracepoint's,
+        and no further into a writable tracepoint's buffer than it offers."""
+        st = _state(self.runtime)
+        num_args = st["raw_tp"][self.tp_name]
+        writable_size = st["tp_writable_size"].get(self.tp_name, 0)
         assert self.prog is not None
-        if getattr(self.prog, "max_ctx_offset", 0) > num_args * 8:
-            raise BpfError(errno.EINVAL, f"the program reads past the {num_args} arguments "
-                           f"of {self.tp_name}")
+        if self.prog.max_ctx_offset > num_args * 8:
+            raise BpfError(errno.EINVAL, f"the program reads {self.prog.max_ctx_offset} "
+                           f"ctx bytes, past the {num_args} arguments of {self.tp_name}")
+        if self.prog.max_tp_access > writable_size:
+            raise BpfError(errno.EINVAL, f"the program reaches {self.prog.max_tp_access} "
+                           f"bytes into the buffer of {self.tp_name}, which offers "
+                           f"{writable_size}")
         _state(self.runtime)["raw_links"].setdefault(self.tp_name, []).append(self)
         self.attached = True
 
@@ -179,7 +194,9 @@ def raw_tracepoint_open(rt: Runtime, attr: RawTracepointOpenAttr) -> int:
             from ..progs.ext import ext_tracing_prog_attach
 
             return settle_link(rt, ext_tracing_prog_attach(rt, prog, 0, 0, 0))
-        raise BpfError(errno.EINVAL, "BTF-attached tracing programs are not modelled")
+        from ..progs.tracing_btf import tracing_raw_tp_open
+
+        return settle_link(rt, tracing_raw_tp_open(rt, prog, attr.cookie))
     if prog.prog_type not in (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE):
         raise BpfError(errno.EINVAL, f"{prog.prog_type.name} programs don't go on raw "
                        "tracepoints")
@@ -194,10 +211,14 @@ def fire_raw_tracepoint(rt: Runtime, name: str, *args: int) -> list[int]:
     ``u64 args[]`` as its ctx (__bpf_trace_run). Returns their r0s."""
     if name not in _state(rt)["raw_tp"]:
         raise KeyError(f"no raw tracepoint {name!r}")
+    from ..progs.tracing_btf import bpf_run_ctx
+
     ctx = b"".join(struct.pack("<Q", a & 0xFFFF_FFFF_FFFF_FFFF) for a in args)
     out = []
     for link in list(_state(rt)["raw_links"].get(name, [])):
-        out.append(_run_with(rt, link.prog, bytearray(ctx.ljust(8, b"\0")), "raw_tp_args"))
+        with bpf_run_ctx(rt, link.cookie):  # bpf_trace_run_ctx: bpf_get_attach_cookie
+            out.append(_run_with(rt, link.prog, bytearray(ctx.ljust(8, b"\0")),
+                                 "raw_tp_args"))
     return out
 
 

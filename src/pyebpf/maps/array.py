@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ArrayMap", "PercpuArrayMap"]
 
 INT_MAX = 0x7FFF_FFFF
+#: sizeof(struct bpf_timer).
+BPF_TIMER_SIZE = 16
 #: A plain int: ``~`` of an IntFlag keeps only the defined bits.
 ARRAY_CREATE_FLAG_MASK = int(
     MapFlags.NUMA_NODE
@@ -120,7 +122,17 @@ class ArrayMap(BpfMap):
 
     def _write(self, index: int, cpu: int, value: bytes) -> None:
         off = index * self.elem_size
-        self.regions[cpu].buf[off:off + self.value_size] = value
+        buf = self.regions[cpu].buf
+        kptrs = self.has_kptrs
+        if kptrs:  # bpf_obj_free_fields: the old value's kptrs are released
+            self.free_kptrs(buf, off)
+        buf[off:off + self.value_size] = value
+        if kptrs:  # copy_map_value leaves the (now NULL) kptr fields alone
+            self.clear_kptrs(buf, off)
+        timer = self.btf_fields.get("bpf_timer")
+        if timer is not None:  # bpf_obj_free_fields: the old value's timer goes
+            self.runtime.timers.cancel_and_free(self.regions[cpu].base + off + timer)
+            buf[off + timer:off + timer + BPF_TIMER_SIZE] = bytes(BPF_TIMER_SIZE)
 
     def update_elem(self, key: bytes, value: bytes, flags: int) -> None:
         index = self._check_update(key, flags)
@@ -142,7 +154,9 @@ class ArrayMap(BpfMap):
             raise BpfError(errno.ENOENT, f"index {index} is past max_entries {self.max_entries}")
         off = index * self.elem_size
         if not self.percpu:
-            return bytes(self.regions[0].buf[off:off + self.value_size])
+            value = bytearray(self.regions[0].buf[off:off + self.value_size])
+            self.clear_kptrs(value)  # check_and_init_map_value: user space sees NULL
+            return bytes(value)
         return b"".join(bytes(r.buf[off:off + self.elem_size]) for r in self.regions)
 
     def syscall_update(self, key: bytes, value: bytes, flags: int) -> None:
@@ -164,7 +178,11 @@ class ArrayMap(BpfMap):
         return hashlib.sha256(bytes(self.regions[0].buf)).digest()
 
     def free(self) -> None:
+        kptrs = self.has_kptrs
         for region in self.regions:
+            if kptrs:
+                for index in range(self.max_entries):
+                    self.free_kptrs(region.buf, index * self.elem_size)
             self.runtime.unmap_later(region)
         super().free()
 

@@ -91,6 +91,9 @@ class BpfMap(BpfObject):
         self.name = bytes(name).split(b"\0", 1)[0].decode("latin-1") \
             if isinstance(name, (bytes, bytearray)) else name
         self.frozen = False
+        #: Offsets of the value's special fields by kind ("bpf_timer", "bpf_spin_lock"
+        #: ...), from the map's BTF (map_check_btf); empty without BTF.
+        self.btf_fields: dict[str, int] = {}
         #: Bytes charged to the runtime for this map (returned on free).
         self.charged = 0
         # The "struct bpf_map" a program's map pointer points at: a small
@@ -107,6 +110,34 @@ class BpfMap(BpfObject):
     def charge(self, nbytes: int) -> None:
         self.runtime.charge(nbytes)
         self.charged += nbytes
+
+    # -- referenced kptrs in values (bpf_obj_free_fields) --------------------------------
+    @property
+    def has_kptrs(self) -> bool:
+        """Whether the value type holds ``__kptr`` fields (map->record's BPF_KPTR)."""
+        if getattr(self, "btf_obj", None) is None:
+            return False
+        from ..verifier.mem import map_kptr_fields
+
+        return bool(map_kptr_fields(self))
+
+    def free_kptrs(self, buf: bytearray, base: int = 0) -> None:
+        """bpf_obj_free_fields: release the objects the value at ``buf[base:]`` holds in
+        its referenced kptr fields (the map owns them) and clear the fields. Called
+        when the value is deleted, overwritten, or freed with the map."""
+        if self.has_kptrs:
+            from ..kfuncs.obj import map_free_kptrs
+
+            map_free_kptrs(self, buf, base)
+
+    def clear_kptrs(self, buf: bytearray, base: int = 0) -> None:
+        """check_and_init_map_value: a value written from outside (a program's or the
+        user's bytes) never sets a kptr field; the fields start NULL."""
+        if self.has_kptrs:
+            from ..verifier.mem import map_kptr_fields
+
+            for off in map_kptr_fields(self):
+                buf[base + off:base + off + 8] = bytes(8)
 
     def free(self) -> None:
         btf = getattr(self, "btf_obj", None)  # the BTF MAP_CREATE took (btf_load)

@@ -112,6 +112,13 @@ class CpuMap(BpfMap):
         entry = self.entries.get(key & 0xFFFF_FFFF)
         return entry[0] if entry is not None else None
 
+    def redirect_lookup(self, key: int) -> tuple[int, int, Any] | None:
+        """__cpu_map_lookup_elem for bpf_redirect_map: (cpu, qsize, program) of the
+        entry the frame is queued on, or None."""
+        cpu = key & 0xFFFF_FFFF
+        entry = self.entries.get(cpu)
+        return (cpu, *entry) if entry is not None else None
+
     def syscall_lookup(self, key: bytes, flags: int) -> bytes:
         entry = self.entries.get(_u32(key))
         if entry is None:

@@ -139,6 +139,15 @@ class _DevMapBase(BpfMap):
         entry = self.entries.get(key & 0xFFFF_FFFF)
         return entry[1] if entry is not None else None
 
+    def redirect_lookup(self, key: int) -> tuple[Region, Any, Any] | None:
+        """__dev_map_(hash_)lookup_elem for bpf_redirect_map: the entry (its value
+        region, device and program) the frame goes to, or None."""
+        return self.entries.get(key & 0xFFFF_FFFF)
+
+    def broadcast_entries(self) -> list[tuple[Region, Any, Any]]:
+        """The entries dev_map_enqueue_multi walks, in its order."""
+        return [self.entries[k] for k in sorted(self.entries)]
+
     def lookup_elem(self, key: bytes) -> int | None:
         entry = self.entries.get(_u32(key))
         return entry[0].base if entry is not None else None
@@ -232,6 +241,10 @@ class DevMapHash(_DevMapBase):
             raise BpfError(errno.ENOENT, f"no device at key {idx}")
         self.buckets[idx & (self.n_buckets - 1)].remove(idx)
         self._drop(old)
+
+    def broadcast_entries(self) -> list[tuple[Region, Any, Any]]:
+        """dev_map_enqueue_multi walks the buckets in order, each newest first."""
+        return [self.entries[k] for b in sorted(self.buckets) for k in self.buckets[b]]
 
     def get_next_key(self, key: bytes | None) -> bytes:
         """dev_map_hash_get_next_key."""

@@ -137,11 +137,16 @@ class HashMap(BpfMap):
 
     def _new_regions(self, key: bytes, values: list[bytes]) -> list[Region]:
         mem = self.runtime.memory
-        return [mem.map(bytearray(v), kind="map_value", name=f"{self.name or self.id}")
-                for v in values]
+        regions = [mem.map(bytearray(v), kind="map_value", name=f"{self.name or self.id}")
+                   for v in values]
+        if self.has_kptrs:  # a new element's kptr fields start NULL (copy_map_value)
+            for region in regions:
+                self.clear_kptrs(region.buf)
+        return regions
 
     def _drop(self, elem: _Elem) -> None:
         for region in elem.regions:
+            self.free_kptrs(region.buf)
             self.runtime.unmap_later(region)
 
     # -- ops --------------------------------------------------------------------------
@@ -244,7 +249,9 @@ class HashMap(BpfMap):
         if elem is None:
             raise BpfError(errno.ENOENT, "no such key")
         if not self.percpu:
-            return bytes(elem.regions[0].buf)
+            value = bytearray(elem.regions[0].buf)
+            self.clear_kptrs(value)  # check_and_init_map_value: user space sees NULL
+            return bytes(value)
         slot = round_up(self.value_size, 8)
         return b"".join(bytes(r.buf).ljust(slot, b"\0") for r in elem.regions)
 

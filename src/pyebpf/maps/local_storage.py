@@ -97,6 +97,7 @@ class LocalStorageMap(BpfMap):
                                          name=self.name or "local_storage")
         if value is not None:
             region.buf[:self.value_size] = value
+            self.clear_kptrs(region.buf)  # a new value's kptr fields start NULL
         self.storages[owner] = region
         return region
 
@@ -117,6 +118,7 @@ class LocalStorageMap(BpfMap):
         self.owner_regions.pop(owner, None)
         self.runtime.uncharge(round_up(self.value_size, 8))
         self.charged -= round_up(self.value_size, 8)
+        self.free_kptrs(region.buf)  # bpf_obj_free_fields: what the value owned goes
         self.runtime.unmap_later(region)
 
     def storage_update(self, owner: Any, value: bytes, flags: int) -> None:
@@ -130,8 +132,10 @@ class LocalStorageMap(BpfMap):
             raise BpfError(errno.ENOENT, "the object has no value (BPF_EXIST)")
         if region is None:
             self._new(owner, value)
-        else:
+        else:  # the old value is replaced: its kptrs released, the new ones NULL
+            self.free_kptrs(region.buf)
             region.buf[:self.value_size] = value
+            self.clear_kptrs(region.buf)
 
     # -- the syscall side: the key is an fd ------------------------------------------
     def _owner_of_fd(self, key: bytes) -> Any:
@@ -151,7 +155,9 @@ class LocalStorageMap(BpfMap):
         region = self.storages.get(self._owner_of_fd(key))
         if region is None:
             raise BpfError(errno.ENOENT, "no storage for this object")
-        return bytes(region.buf[:self.value_size])
+        value = bytearray(region.buf[:self.value_size])
+        self.clear_kptrs(value)  # check_and_init_map_value: user space sees NULL
+        return bytes(value)
 
     def syscall_update(self, key: bytes, value: bytes, flags: int) -> None:
         self.storage_update(self._owner_of_fd(key), value, flags)
@@ -171,5 +177,6 @@ class LocalStorageMap(BpfMap):
     def free(self) -> None:
         storages, self.storages = self.storages, {}
         for region in storages.values():
+            self.free_kptrs(region.buf)
             self.runtime.unmap_later(region)
         super().free()

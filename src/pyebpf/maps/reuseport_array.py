@@ -4,8 +4,10 @@ the table ``bpf_sk_select_reuseport`` picks a listening socket from.
 Creation (``reuseport_array_alloc_check``): value_size 4 or 8 (a socket fd in,
 a u64 socket cookie out), then the array checks. MAP_UPDATE_ELEM: flags
 above BPF_EXIST EINVAL, an index past the end E2BIG, a u64 fd above S32_MAX
-EINVAL, then ``sockfd_lookup`` (a closed fd EBADF, any other file ENOTSOCK):
-pyebpf has no sockets, so the array stays empty. MAP_LOOKUP_ELEM: ENOSPC
+EINVAL, then ``sockfd_lookup`` (a closed fd EBADF, any other file ENOTSOCK),
+then ``reuseport_array_update_check``: BPF_EXIST on an empty slot ENOENT, a
+socket that is not TCP/UDP (AF_XDP, packet) ENOTSUPP, and, pyebpf having no
+SO_REUSEPORT groups, any other EINVAL: the array stays empty. MAP_LOOKUP_ELEM: ENOSPC
 unless value_size is 8, then ENOENT; delete: E2BIG past the end, ENOENT for
 an empty slot; GET_NEXT_KEY walks every index. Checked on Linux 6.18.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BpfError
+from ..errors import ENOTSUPP, BpfError
 from ..uapi import BPF_EXIST, MapType
 from . import register_map
 from .array import ArrayMap, array_get_next_key
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 __all__ = ["ReuseportArrayMap"]
+
+IPPROTO_TCP, IPPROTO_UDP = 6, 17
 
 S32_MAX = 0x7FFF_FFFF
 
@@ -64,7 +68,15 @@ class ReuseportArrayMap(BpfMap):
                 raise BpfError(errno.EINVAL, f"fd {fd} is out of range")
         else:
             fd = int.from_bytes(value, "little", signed=True)
-        sockfd_lookup(self.runtime, fd)
+        sk = sockfd_lookup(self.runtime, fd)
+        # reuseport_array_update_check (every slot is empty): pyebpf's sockets are
+        # no TCP/UDP sockets (AF_XDP, packet: ENOTSUPP) or TCP/UDP sockets in no
+        # SO_REUSEPORT group (EINVAL)
+        if flags == BPF_EXIST:
+            raise BpfError(errno.ENOENT, f"slot {index} is empty (BPF_EXIST)")
+        if getattr(sk, "protocol", 0) not in (IPPROTO_TCP, IPPROTO_UDP):
+            raise BpfError(ENOTSUPP, "only TCP and UDP sockets go in a reuseport array")
+        raise BpfError(errno.EINVAL, "the socket is in no SO_REUSEPORT group")
 
     def update_elem(self, key: bytes, value: bytes, flags: int) -> None:
         raise BpfError(errno.EOPNOTSUPP, "reuseport arrays are filled from user space")

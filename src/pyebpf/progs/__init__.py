@@ -52,7 +52,7 @@ PROG_TYPES: dict[ProgType, ProgTypeOps] = {}
 
 #: Modules defining program type families (each registers its types on import).
 _FAMILIES = ("xdp", "skb", "tracing", "sock", "cgroup", "syscall_prog", "flow_dissector",
-             "struct_ops", "ext", "tracing_btf")
+             "struct_ops", "ext", "tracing_btf", "netfilter", "lirc")
 
 
 def register_prog_type(ops: ProgTypeOps) -> ProgTypeOps:

@@ -434,7 +434,9 @@ class SkBuff:
 
     ``buf`` is the whole data buffer (``skb->head`` .. end of skb_shared_info),
     mapped at ``base``; ``data_off`` is ``skb->data - skb->head``; the packet is
-    ``buf[data_off:data_off + len]`` (always linear: ``data_len`` is 0).
+    ``buf[data_off:data_off + len]``. Its last ``data_len`` bytes count as paged
+    (past the head, out of data_end's reach until pulled): 0 except for the TCP
+    payload SK_SKB programs see (pyebpf.links.sockmap), which is all paged.
     Attribute names follow the kernel's; the properties below are the ctx
     fields a program reads, converted as bpf_convert_ctx_access converts them.
     """
@@ -506,7 +508,7 @@ class SkBuff:
 
     @property
     def headlen(self) -> int:
-        return self.len - self.data_len
+        return max(0, self.len - self.data_len)
 
     @property
     def headlen_end(self) -> int:
@@ -703,9 +705,11 @@ def _layout(prog_type: ProgType, capable: bool = True) -> CtxLayout:
 
 def try_make_writable(skb: SkBuff, write_len: int) -> int:
     """bpf_try_make_writable: 0 when the first ``write_len`` bytes from skb->data
-    are in the (always linear, never shared) packet, else -ENOMEM (pskb_may_pull
-    fails); the data pointers are recomputed either way."""
+    are in the (never shared) packet, pulled into the head if they were paged,
+    else -ENOMEM (pskb_may_pull fails); the data pointers are recomputed either way."""
     err = 0 if write_len <= skb.len else -errno.ENOMEM
+    if not err and write_len > skb.headlen:
+        skb.data_len = skb.len - write_len  # __pskb_pull_tail
     skb.compute_data_pointers()
     return err
 

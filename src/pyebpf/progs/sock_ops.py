@@ -117,7 +117,10 @@ class SockOpsKern:
 
     @property
     def remote_port(self) -> int:
-        return int.from_bytes(self.sock.dport.to_bytes(2, "big"), "little")
+        # skc_dport (__be16) loaded, then shifted up 16 as sock_ops_convert_ctx_access
+        # does on little endian: bpf_ntohl() of it is the port (checked on 6.18).
+        return (int.from_bytes(self.sock.dport.to_bytes(2, "big"), "little") << 16) \
+            & 0xFFFF_FFFF
 
     @property
     def local_port(self) -> int:
@@ -129,9 +132,12 @@ def run_sock_ops(rt: Runtime, prog: BpfProg, op: int, sk: TcpSock | None = None,
     """Call a SOCK_OPS program for ``op`` on ``sk`` (a fresh established TCP
     socket by default); (its return value, the ctx after the call: ``reply``,
     and ``sock`` with the options it set)."""
+    from ..helpers.skc import note_sock_view
+
     kern = SockOpsKern(sock=sk if sk is not None else TcpSock(), op=op, args=list(args))
     sk_region = rt.memory.map(bytearray(kern.sock.bpf_sock()), kind="sock", name="sk",
                               perms=Perm.R)
+    note_sock_view(sk_region, kern.sock)  # what bpf_skc_to_tcp_sock(skops->sk) finds
     kern.sk_addr = sk_region.base
     ctx_region = map_ctx(rt.memory, BPF_SOCK_OPS, kern)
     try:

@@ -4,6 +4,12 @@ The packet sits in one buffer with XDP_PACKET_HEADROOM (256 bytes) before it
 and room for ``struct skb_shared_info`` after, as in the kernel, so
 ``bpf_xdp_adjust_head/meta/tail`` move ``data``/``data_meta``/``data_end``
 inside the same region. ``xdp_md`` is read-only to the program.
+
+A plain test run returns the action and the packet. With
+BPF_F_TEST_XDP_LIVE_FRAMES (:func:`test_run_xdp_live`) the frames really go
+where the program sends them: XDP_TX, redirects (pyebpf.links.xdp_redirect)
+and XDP_PASS into the stack of the ingress device; retval is 0 and the packet
+returned is the one passed in. Device and CPU map programs can't be test-run.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ XDP_META_MAX = 255
 LOOPBACK_IFINDEX = 1
 #: SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86-64.
 XDP_TAILROOM = 320
+#: sizeof(struct xdp_page_head): two struct xdp_buff before a live frame's data.
+XDP_PAGE_HEAD_SIZE = 112
+#: NAPI_POLL_WEIGHT (live frames' default batch) and TEST_XDP_MAX_BATCH.
+NAPI_POLL_WEIGHT = 64
+TEST_XDP_MAX_BATCH = 256
 #: Program returns the kernel treats as actions (others are "invalid" but returned as is).
 XDP_MD = CtxLayout("xdp_md", 24, [
     CtxField("data", 0, 4, pointer=True),
@@ -101,11 +112,19 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     from ..prog import TestRunResult
 
     check_test_attr(attr)
+    if prog.expected_attach_type in (AttachType.XDP_DEVMAP, AttachType.XDP_CPUMAP):
+        raise BpfError(errno.EINVAL, "devmap/cpumap programs can't be test-run")
     if attr.flags & ~TestRunFlags.XDP_LIVE_FRAMES:
         raise BpfError(errno.EINVAL, f"invalid test-run flags {attr.flags:#x}")
-    if attr.flags & TestRunFlags.XDP_LIVE_FRAMES:
-        raise BpfError(errno.EOPNOTSUPP, "live-frames mode needs a real netdev")
-    if attr.batch_size:
+    live = bool(attr.flags & TestRunFlags.XDP_LIVE_FRAMES)
+    batch_size = attr.batch_size
+    if live:
+        if not batch_size:
+            batch_size = NAPI_POLL_WEIGHT
+        elif batch_size > TEST_XDP_MAX_BATCH:
+            raise BpfError(errno.E2BIG, f"batch_size {batch_size} is above "
+                           f"{TEST_XDP_MAX_BATCH}")
+    elif batch_size:
         raise BpfError(errno.EINVAL, "batch_size is for live-frames mode only")
     if attr.cpu:
         raise BpfError(errno.EINVAL, "XDP test runs take no cpu")
@@ -122,8 +141,10 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
         meta = md["data"]
         if md["data_meta"] or md["data_end"] != size or meta > md["data_end"] \
                 or meta % 4 or meta > XDP_META_MAX \
-                or meta > XDP_PACKET_HEADROOM - XDP_FRAME_SIZE or size - meta < ETH_HLEN:
-            raise BpfError(errno.EINVAL, "invalid xdp_md in ctx_in")
+                or meta > XDP_PACKET_HEADROOM - XDP_FRAME_SIZE or size - meta < ETH_HLEN \
+                or (live and (_out_given(attr.data_out) or _out_given(attr.ctx_out))):
+            raise BpfError(errno.EINVAL, "invalid xdp_md in ctx_in (live frames take no "
+                           "data_out/ctx_out with it)")
         if md["egress_ifindex"]:
             raise BpfError(errno.EINVAL, "egress_ifindex must be 0")
         if md["rx_queue_index"] and not md["ingress_ifindex"]:
@@ -140,8 +161,9 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
                                f"{md['rx_queue_index']}")
         meta_len = md["data"]
         headroom -= meta_len
-    max_data = PAGE_SIZE - headroom - XDP_TAILROOM
-    if size < ETH_HLEN or size > PAGE_SIZE - headroom - XDP_TAILROOM:
+    # live frames: each page starts with a struct xdp_page_head
+    max_data = PAGE_SIZE - headroom - XDP_TAILROOM - (XDP_PAGE_HEAD_SIZE if live else 0)
+    if size < ETH_HLEN or size > max_data:
         raise BpfError(errno.EINVAL, f"packet of {size} bytes: XDP test runs take "
                        f"{ETH_HLEN}..{max_data}")
     xdp, region, buf = xdp_frame(rt, packet, headroom=headroom, meta_len=meta_len)
@@ -152,11 +174,16 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
         xdp.ingress_ifindex = int.from_bytes(ctx[12:16], "little")
         xdp.rx_queue_index = int.from_bytes(ctx[16:20], "little")
     base = region.base
-    try:
-        retval, duration = run_on_xdp(rt, prog, xdp, attr.repeat)
-    finally:
+    if live:
+        out = bytes(buf[xdp.data_meta - base:xdp.data_end - base])
         rt.unmap_later(region)
-    out = bytes(buf[xdp.data_meta - base:xdp.data_end - base])
+        retval, duration = 0, test_run_xdp_live(rt, prog, xdp, out, attr.repeat, batch_size)
+    else:
+        try:
+            retval, duration = run_on_xdp(rt, prog, xdp, attr.repeat)
+        finally:
+            rt.unmap_later(region)
+        out = bytes(buf[xdp.data_meta - base:xdp.data_end - base])
     ctx_out = None
     if ctx is not None:
         md_out = bytearray(ctx)  # xdp_convert_buff_to_md: only data/data_end change
@@ -167,6 +194,53 @@ def _test_run(rt: Runtime, prog: BpfProg, attr: TestRunAttr) -> TestRunResult:
     ctx_bytes, ctx_size = ctx_finish(rt, attr, ctx_out)
     result = attrs.evolve(result, ctx_out=ctx_bytes, ctx_size_out=ctx_size)
     return test_finish(rt, attr, result)
+
+
+def _out_given(buf: Any) -> bool:
+    """Whether the caller passes a data_out/ctx_out buffer (LOG_BUF_AUTO, the
+    default, is a buffer pyebpf allocates: only None is the NULL pointer)."""
+    return buf is not None
+
+
+def test_run_xdp_live(rt: Runtime, prog: BpfProg, xdp: XdpBuff, packet: bytes, repeat: int,
+                      batch_size: int) -> int:
+    """bpf_test_run_xdp_live: ``repeat`` copies of the frame (metadata first) run
+    in batches of ``batch_size``, as NAPI polls of the ingress device: XDP_TX
+    becomes a redirect back out of that device, XDP_REDIRECT is carried out
+    (pyebpf.links.xdp_redirect), both flushed at the end of the batch, then
+    XDP_PASS frames enter the device's stack; the rest are dropped. The
+    program's rx queue is the test's own (queue 0). Returns the mean ns per frame."""
+    from ..helpers.packet import RedirectInfo
+    from ..links.netns import current_net
+    from ..links.xdp_redirect import INT_MAX, XdpFrame, XdpNetContext, run_xdp, xdp_do_redirect
+    from ..uapi import XdpAction
+
+    dev = current_net(rt).device(xdp.ingress_ifindex)
+    assert dev is not None  # the ctx check found it
+    meta_len = xdp.data - xdp.data_meta
+    frame = XdpFrame(packet[meta_len:], dev, packet[:meta_len],
+                     xdp.data_meta - xdp.data_hard_start)
+    repeat = max(repeat, 1)
+    start = rt.clock.ns
+    done = 0
+    while done < repeat:
+        batch = min(repeat - done, batch_size)
+        ctx = XdpNetContext(rt)
+        passed: list[bytes] = []
+        for _ in range(batch):
+            run = run_xdp(rt, prog, frame, ingress_ifindex=dev.ifindex)
+            if run.action == XdpAction.TX:
+                xdp_do_redirect(ctx, run.frame, RedirectInfo(
+                    tgt_index=dev.ifindex, map_id=INT_MAX, map_type=0))
+            elif run.action == XdpAction.REDIRECT:
+                xdp_do_redirect(ctx, run.frame, run.info)
+            elif run.action == XdpAction.PASS:
+                passed.append(run.frame.data)
+        ctx.flush()
+        for data in passed:  # xdp_recv_frames: netif_receive_skb_list
+            dev.receive(data, from_stack=True)
+        done += batch
+    return (rt.clock.ns - start) // repeat
 
 
 # RegType values (pyebpf.verifier.types), spelled here to keep progs free of the verifier.

@@ -323,7 +323,8 @@ def _attach_btf_id(name: str | None) -> int:
     from ..btf import BtfKind
     from ..kernel_btf import kernel_btf
 
-    t = kernel_btf().find(name, BtfKind.FUNC)
+    kind = BtfKind.TYPEDEF if name.startswith("btf_trace_") else BtfKind.FUNC  # tp_btf
+    t = kernel_btf().find(name, kind)
     return t.id if t is not None else 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -27,8 +28,14 @@ from typing import Any
 
 import attrs
 
-from ..attr import MapElemAttr, MapFdAttr, ProgLoadAttr, UserPtr
-from ..collection import map_create_attr, patch_map_refs, program_type
+from ..attr import BtfLoadAttr, MapElemAttr, MapFdAttr, ProgLoadAttr, UserPtr
+from ..collection import (
+    kernel_ready_btf,
+    map_create_attr,
+    patch_map_refs,
+    prog_btf_attrs,
+    program_type,
+)
 from ..elf.loader import kernel_object_name
 from ..elf.spec import MapSpec, ObjectSpec, ProgramSpec
 from ..errors import BpfError, VerifierError
@@ -49,14 +56,17 @@ CTX_OUT_SIZE = 1024
 
 def kernel_prog_load(prog_type: int, insns: bytes, *, license: str = "GPL",
                      expected_attach_type: int = 0, prog_flags: int = 0,
-                     name: str = "", kern_version: int = 0) -> int:
+                     name: str = "", kern_version: int = 0,
+                     btf: dict[str, Any] | None = None) -> int:
     """PROG_LOAD on the kernel; the fd, or VerifierError/BpfError with the kernel's
-    errno (and, for a verifier rejection, its log at level 1)."""
+    errno (and, for a verifier rejection, its log at level 1). ``btf`` adds the
+    program's BTF fields (``prog_btf_fd``, func_info, line_info:
+    :func:`pyebpf.collection.prog_btf_attrs`)."""
     attr = ProgLoadAttr(prog_type=int(prog_type), insns=bytes(insns),
                         insn_cnt=len(insns) // 8, license=license.encode() + b"\0",
                         expected_attach_type=expected_attach_type, prog_flags=prog_flags,
                         prog_name=name.encode()[:15], kern_version=kern_version,
-                        log_buf=None)
+                        log_buf=None, **(btf or {}))
     try:
         return int(kernel_bpf(Cmd.PROG_LOAD, attr))
     except BpfError as first:
@@ -189,6 +199,22 @@ class KernelCollection:
         self.maps: dict[str, KernelMap] = {}
         self.programs: dict[str, int] = {}
         self._extra_fds: list[int] = []
+        #: The object's BTF loaded on the kernel (None: not yet tried; -1: refused).
+        self._btf_fd: int | None = None
+
+    def btf_fd(self) -> int | None:
+        """The object's BTF on the kernel, loaded once as libbpf does (None when the
+        object has none or the kernel refuses it)."""
+        if self._btf_fd is None:
+            self._btf_fd = -1
+            if self.spec.btf is not None:
+                try:
+                    raw = kernel_ready_btf(self.spec.btf)
+                    self._btf_fd = int(kernel_bpf(Cmd.BTF_LOAD,
+                                                  BtfLoadAttr(btf=raw, btf_size=len(raw))))
+                except BpfError:
+                    self._btf_fd = -1
+        return self._btf_fd if self._btf_fd >= 0 else None
 
     @classmethod
     def from_spec(cls, spec: ObjectSpec, *, programs: Iterable[str] | None = None,
@@ -223,7 +249,7 @@ class KernelCollection:
             template = self._create_fd(ms.inner, 0)
             inner_fd = template
         try:
-            fd = self._create_fd(ms, inner_fd)
+            fd = self._create_fd(ms, inner_fd, self.btf_fd())
         finally:
             if template is not None:
                 os.close(template)
@@ -236,9 +262,20 @@ class KernelCollection:
         return km
 
     @staticmethod
-    def _create_fd(ms: MapSpec, inner_fd: int) -> int:
+    def _create_fd(ms: MapSpec, inner_fd: int, btf_fd: int | None = None) -> int:
+        """MAP_CREATE with the value's BTF types when there are any (kptr, timer and
+        spin-lock fields need them), again without when the kernel refuses them, as
+        libbpf does."""
+        attr = map_create_attr(ms, inner_fd)
+        if btf_fd is not None and ms.btf_value_type_id:
+            try:
+                return int(kernel_bpf(Cmd.MAP_CREATE, attrs.evolve(
+                    attr, btf_fd=btf_fd, btf_key_type_id=ms.btf_key_type_id,
+                    btf_value_type_id=ms.btf_value_type_id)))
+            except BpfError:
+                pass
         try:
-            return int(kernel_bpf(Cmd.MAP_CREATE, map_create_attr(ms, inner_fd)))
+            return int(kernel_bpf(Cmd.MAP_CREATE, attr))
         except BpfError as e:
             raise BpfError(e.errno or errno.EINVAL,
                            f"kernel: {ms.describe()}: create failed") from None
@@ -248,9 +285,19 @@ class KernelCollection:
         if ptype is None:
             raise BpfError(errno.EINVAL, f"program '{ps.name}': unknown program type")
         insns = patch_map_refs(ps, {name: km.fd for name, km in self.maps.items()})
-        return kernel_prog_load(int(ptype), insns, license=ps.license or "GPL",
-                                expected_attach_type=eat, prog_flags=ps.prog_flags,
-                                name=kernel_object_name(ps.name), kern_version=ps.kern_version)
+        load = functools.partial(kernel_prog_load, int(ptype), insns, license=ps.license or "GPL",
+                                 expected_attach_type=eat, prog_flags=ps.prog_flags,
+                                 name=kernel_object_name(ps.name),
+                                 kern_version=ps.kern_version)
+        btf = prog_btf_attrs(ps, self.btf_fd())
+        if not btf:
+            return load()
+        try:  # with the program's BTF, as libbpf loads it (pyebpf's load_object too)
+            return load(btf=btf)
+        except VerifierError:
+            raise
+        except BpfError:
+            return load()
 
     def _fill_slots(self, tail_calls: bool) -> None:
         for ms in self.spec.maps.values():
@@ -279,6 +326,9 @@ class KernelCollection:
         for km in self.maps.values():
             os.close(km.fd)
         self.maps.clear()
+        if self._btf_fd is not None and self._btf_fd >= 0:
+            os.close(self._btf_fd)
+        self._btf_fd = None
 
     def __enter__(self) -> KernelCollection:
         return self

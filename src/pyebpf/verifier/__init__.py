@@ -70,6 +70,9 @@ def _finish(v: Any, prog: Any, processed: int) -> None:
     """A load passed: keep the rewritten instructions and hold the maps used."""
     prog.verified_insns = processed
     prog.insns = list(v.insns)  # lddw map references rewritten to addresses
+    from .mem import probe_mem_insns
+
+    prog.probe_mem_insns = probe_mem_insns(v)  # convert_ctx_accesses' BPF_PROBE_MEM loads
     for m in v.used_maps:
         if m not in prog.used_maps:
             m.hold()

@@ -17,7 +17,7 @@ from ._ints import S64_MAX, S64_MIN, U64_MAX
 from .precision import mark_chain_precision
 from .state import BPF_MAX_VAR_OFF, DST_OP, DST_OP_NO_MARK, MAX_BPF_STACK, SRC_OP, RegState
 from .tnum import tnum_add, tnum_is_const, tnum_sub
-from .types import PTR_MAYBE_NULL, RegType, base_type, reg_type_str
+from .types import PTR_MAYBE_NULL, PTR_UNTRUSTED, RegType, base_type, reg_type_str
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -269,6 +269,8 @@ def adjust_ptr_min_max_vals(v: Verifier, insn: Insn, ptr: RegState, off: RegStat
         v.fail(errno.EACCES, f"R{dno} pointer arithmetic on {reg_type_str(ptr.type)} "
                "prohibited, null-check it first")
     base = base_type(ptr.type)
+    if base == RegType.PTR_TO_MEM and ptr.type & PTR_UNTRUSTED:
+        return  # its loads are probes: the kernel doesn't track its offset (dst unchanged)
     if base not in _PTR_ARITH_OK:
         # Flow keys take any known offset; a map pointer only "+= 0".
         ok = known and (base == RegType.PTR_TO_FLOW_KEYS or (

@@ -26,7 +26,18 @@ import attrs
 
 from ..btf import Btf, BtfKind, BtfType, FuncLinkage
 from ..uapi import AttachType, ProgType
-from .types import PTR_MAYBE_NULL, PTR_TRUSTED, PTR_UNTRUSTED, RegType, reg_type_str
+from .types import (
+    MEM_ALLOC,
+    MEM_PERCPU,
+    MEM_RCU,
+    MEM_RDONLY,
+    MEM_USER,
+    PTR_MAYBE_NULL,
+    PTR_TRUSTED,
+    PTR_UNTRUSTED,
+    RegType,
+    reg_type_str,
+)
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -68,7 +79,89 @@ CTX_STRUCT_NAMES: dict[ProgType, str] = {
     ProgType.PERF_EVENT: "bpf_perf_event_data",
     ProgType.RAW_TRACEPOINT: "bpf_raw_tracepoint_args",
     ProgType.RAW_TRACEPOINT_WRITABLE: "bpf_raw_tracepoint_args",
+    ProgType.NETFILTER: "bpf_nf_ctx",
 }
+
+
+#: The kernel's ctx of each program type (bpf_ctx_convert, the second type of each
+#: BPF_PROG_TYPE() in bpf_types.h): what bpf_cast_to_kern_ctx returns a trusted
+#: pointer to. Types whose kernel ctx is no struct (u64, void *) can't cast.
+KERN_CTX_TYPES: dict[ProgType, str] = {
+    **dict.fromkeys((ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT,
+                     ProgType.CGROUP_SKB, ProgType.LWT_IN, ProgType.LWT_OUT,
+                     ProgType.LWT_XMIT, ProgType.LWT_SEG6LOCAL, ProgType.SK_SKB),
+                    "struct sk_buff"),
+    ProgType.XDP: "struct xdp_buff",
+    ProgType.CGROUP_SOCK: "struct sock",
+    ProgType.CGROUP_SOCK_ADDR: "struct bpf_sock_addr_kern",
+    ProgType.SOCK_OPS: "struct bpf_sock_ops_kern",
+    ProgType.SK_MSG: "struct sk_msg",
+    ProgType.FLOW_DISSECTOR: "struct bpf_flow_dissector",
+    ProgType.KPROBE: "struct pt_regs",
+    ProgType.PERF_EVENT: "struct bpf_perf_event_data_kern",
+    ProgType.CGROUP_DEVICE: "struct bpf_cgroup_dev_ctx",
+    ProgType.CGROUP_SYSCTL: "struct bpf_sysctl_kern",
+    ProgType.CGROUP_SOCKOPT: "struct bpf_sockopt_kern",
+    ProgType.SK_REUSEPORT: "struct sk_reuseport_kern",
+    ProgType.SK_LOOKUP: "struct bpf_sk_lookup_kern",
+    ProgType.NETFILTER: "struct bpf_nf_ctx",
+    **dict.fromkeys((ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
+                     ProgType.RAW_TRACEPOINT_WRITABLE), "u64"),
+    ProgType.LIRC_MODE2: "u32",
+    **dict.fromkeys((ProgType.TRACING, ProgType.STRUCT_OPS, ProgType.EXT, ProgType.LSM,
+                     ProgType.SYSCALL), "void *"),
+}
+
+
+def get_kern_ctx_btf_id(v: Verifier) -> int:
+    """get_kern_ctx_btf_id: the BTF id of the program type's kernel ctx struct (of the
+    extended program's type for an extension: resolve_prog_type).
+
+    pyebpf refuses (ENOTSUPP) the kernel ctx structs it doesn't lay out at run
+    time (pyebpf.kfuncs.cast.KERN_CTX_STRUCTS), rather than hand the program a
+    pointer to memory that isn't the struct."""
+    from ..errors import ENOTSUPP
+    from ..kernel_btf import kernel_btf, kernel_type_ids
+    from ..kfuncs.cast import KERN_CTX_STRUCTS
+
+    spelling = KERN_CTX_TYPES.get(v.prog_type, "void *")
+    tid = kernel_type_ids().get(spelling, 0)
+    if not spelling.startswith("struct "):
+        v.fail(errno.EINVAL, f"kern ctx type id {tid} is not a struct")
+    if not tid or spelling[len("struct "):] not in KERN_CTX_STRUCTS:
+        v.fail(ENOTSUPP, f"pyebpf does not simulate {spelling}, the kernel ctx of "
+               f"{v.prog_type.name} programs (bpf_cast_to_kern_ctx)")
+    assert kernel_btf().type(tid).kind is BtfKind.STRUCT
+    return tid
+
+
+def mark_cast_ret(v: Verifier, kern_ctx: bool, meta: dict[str, Any], r0: RegState) -> None:
+    """check_special_kfunc for bpf_cast_to_kern_ctx (a trusted pointer to the kernel
+    ctx) and bpf_rdonly_cast (an untrusted pointer to the vmlinux struct whose id
+    is the constant second argument; type id 0, void, gives untrusted read-only
+    memory of size 0, whose loads are all probes)."""
+    from ..kernel_btf import kernel_btf
+
+    if kern_ctx:
+        r0.set_ptr(int(RegType.PTR_TO_BTF_ID) | PTR_TRUSTED)
+        r0.btf_id = meta["ret_btf_id"]
+        return
+    value = meta["arg_constant"] & ((1 << 64) - 1)
+    tid = value & 0xFFFF_FFFF  # btf_type_by_id takes a u32
+    btf = kernel_btf()
+    if tid >= len(btf.types):
+        signed = value - (1 << 64) if value >> 63 else value
+        v.fail(errno.EINVAL, f"Unknown type ID {signed} passed to kfunc bpf_rdonly_cast")
+    t = btf.type(tid)
+    if tid and t.kind in (BtfKind.STRUCT, BtfKind.UNION):
+        r0.set_ptr(int(RegType.PTR_TO_BTF_ID) | PTR_UNTRUSTED)
+        r0.btf_id = tid
+    elif not tid:
+        r0.set_ptr(int(RegType.PTR_TO_MEM) | MEM_RDONLY | PTR_UNTRUSTED)
+        r0.mem_size = 0
+    else:
+        v.fail(errno.EINVAL, "kfunc bpf_rdonly_cast type ID argument must be of a struct or "
+               "void")
 
 
 def check_attach_btf_id(v: Verifier) -> None:
@@ -148,9 +241,15 @@ def btf_ctx_access(btf: Btf, proto: BtfType, func: str, off: int, size: int, wri
 # -- PTR_TO_BTF_ID loads and stores ------------------------------------------------------------
 def check_ptr_to_btf_access(v: Verifier, regno: int, reg: RegState, off: int, size: int,
                             write: bool, value_regno: int) -> None:
-    """check_ptr_to_btf_access over the kernel BTF."""
+    """check_ptr_to_btf_access over the kernel BTF (a program's own types: .alloc)."""
     from ..kernel_btf import kernel_btf
+    from .tnum import tnum_strn
 
+    if isinstance(reg.extra, Btf):
+        from .alloc import check_local_btf_access
+
+        check_local_btf_access(v, regno, reg, off, size, write, value_regno)
+        return
     btf = kernel_btf()
     t = btf.type(reg.btf_id) if reg.btf_id else None
     tname = t.name if t is not None else "?"
@@ -164,7 +263,12 @@ def check_ptr_to_btf_access(v: Verifier, regno: int, reg: RegState, off: int, si
         v.fail(errno.EACCES, f"R{regno} is ptr_{tname} invalid negative access: off={off}")
     vo = reg.scalar.var_off
     if vo.mask or vo.value:
-        v.fail(errno.EACCES, f"R{regno} is ptr_{tname} invalid variable offset: off={off}")
+        v.fail(errno.EACCES, f"R{regno} is ptr_{tname} invalid variable offset: off={off}, "
+               f"var_off={tnum_strn(vo)}")
+    if reg.type & MEM_USER:
+        v.fail(errno.EACCES, f"R{regno} is ptr_{tname} access user memory: off={off}")
+    if reg.type & MEM_PERCPU:
+        v.fail(errno.EACCES, f"R{regno} is ptr_{tname} access percpu memory: off={off}")
     if t is None:
         v.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(reg.type)}'")
     assert t is not None
@@ -175,63 +279,211 @@ def check_ptr_to_btf_access(v: Verifier, regno: int, reg: RegState, off: int, si
         if message is not None:
             v.fail(errno.EACCES, message)
         return
-    kind, target = _struct_walk(v, btf, t, off, size)
+    walk = btf_struct_walk(v, btf, t, off, size)
     if value_regno < 0:
         return
     dst = v.cur.regs[value_regno]
-    if kind == "scalar":
+    if walk.kind == "scalar":
         dst.mark_unknown()
+    elif walk.kind == "mem":  # a pointer to anything but a struct (WALK_PTR_UNTRUSTED)
+        dst.set_ptr(int(RegType.PTR_TO_MEM) | MEM_RDONLY | PTR_UNTRUSTED)
+        dst.mem_size = 0
     else:
-        trusted = bool(reg.type & PTR_TRUSTED) and any(
-            btf.member(t.id, field).bit_offset // 8 == off
-            for field in BTF_TYPE_SAFE_TRUSTED.get(t.name, ()))
-        dst.set_ptr(int(RegType.PTR_TO_BTF_ID) | (PTR_TRUSTED if trusted else PTR_UNTRUSTED))
-        dst.btf_id = target
+        flag = _btf_ld_flag(v, reg, t.name, walk)
+        dst.set_ptr(int(RegType.PTR_TO_BTF_ID) | flag)
+        dst.btf_id = walk.target
+        if flag & PTR_MAYBE_NULL:
+            dst.id = v.new_id()
 
 
-#: BTF_TYPE_SAFE_TRUSTED: pointer members a trusted pointer's load keeps trusted.
+#: The kernel's BTF_TYPE_SAFE_* lists: pointer members that keep (or gain) trust
+#: when loaded through a trusted or RCU-protected pointer. TRUSTED: trusted even
+#: outside an RCU section, never NULL; TRUSTED_OR_NULL: the same, maybe NULL;
+#: RCU: trusted inside an RCU section (MEM_RCU), never NULL; RCU_OR_NULL: the
+#: same, maybe NULL (skb->sk: sockets a program reaches are SOCK_RCU_FREE).
 BTF_TYPE_SAFE_TRUSTED: dict[str, tuple[str, ...]] = {
-    "bpf_iter_meta": ("seq",),
+    "bpf_iter_meta": ("seq",), "bpf_iter__task": ("task",), "linux_binprm": ("file",),
+    "file": ("f_inode",),
 }
+BTF_TYPE_SAFE_TRUSTED_OR_NULL: dict[str, tuple[str, ...]] = {
+    "dentry": ("d_inode",), "socket": ("sk",), "vm_area_struct": ("vm_mm", "vm_file"),
+}
+BTF_TYPE_SAFE_RCU: dict[str, tuple[str, ...]] = {
+    "task_struct": ("cpus_ptr", "cgroups", "real_parent", "group_leader"),
+    "cgroup": ("kn",), "css_set": ("dfl_cgrp",), "cgroup_subsys_state": ("cgroup",),
+}
+BTF_TYPE_SAFE_RCU_OR_NULL: dict[str, tuple[str, ...]] = {
+    "mm_struct": ("exe_file",), "sk_buff": ("sk",), "request_sock": ("sk",),
+}
+#: BPF_REG_TRUSTED_MODIFIERS (NON_OWN_REF aside): the flags a trusted pointer may carry.
+_TRUSTED_MODIFIERS = MEM_ALLOC | PTR_TRUSTED
+
+
+def _is_trusted_reg(reg: RegState) -> bool:
+    """is_trusted_reg: referenced, or only MEM_ALLOC/PTR_TRUSTED among its flags."""
+    flags = reg.type & ~0xFF
+    return bool(reg.ref_obj_id) or bool(flags & _TRUSTED_MODIFIERS
+                                        and not flags & ~_TRUSTED_MODIFIERS)
+
+
+def _btf_ld_flag(v: Verifier, reg: RegState, tname: str, walk: StructWalk) -> int:
+    """check_ptr_to_btf_access: the flags of a pointer loaded through ``reg``.
+
+    An untrusted base makes everything it reaches untrusted. From a trusted or
+    RCU base only the BTF_TYPE_SAFE_* members keep trust; inside an RCU section
+    (any non-sleepable program is in one) other members become plain
+    PTR_TO_BTF_ID, as do pointers loaded through a plain (old-style) pointer;
+    outside, they become untrusted. ``walk.flag`` already carries PTR_UNTRUSTED
+    when the walk crossed a union."""
+    flag = walk.flag
+    field = walk.field
+
+    def listed(table: dict[str, tuple[str, ...]]) -> bool:
+        return field in table.get(tname, ())
+
+    if reg.type & PTR_UNTRUSTED:
+        return PTR_UNTRUSTED
+    if not (_is_trusted_reg(reg) or reg.type & MEM_RCU):
+        return flag & ~(_TRUSTED_MODIFIERS | MEM_RCU)  # old compat: clear_trusted_flags
+    if listed(BTF_TYPE_SAFE_TRUSTED):
+        return flag | PTR_TRUSTED
+    if listed(BTF_TYPE_SAFE_TRUSTED_OR_NULL):
+        return flag | PTR_TRUSTED | PTR_MAYBE_NULL
+    st = v.cur
+    in_rcu_cs = st.active_rcu_lock or st.active_locks or not v.prog.prog_flags & 16
+    if not in_rcu_cs or reg.type & PTR_MAYBE_NULL:
+        return PTR_UNTRUSTED
+    if listed(BTF_TYPE_SAFE_RCU):
+        return flag | MEM_RCU
+    if flag & MEM_RCU or listed(BTF_TYPE_SAFE_RCU_OR_NULL):
+        flag |= MEM_RCU | PTR_MAYBE_NULL
+        if listed(BTF_TYPE_SAFE_RCU_OR_NULL):
+            flag &= ~PTR_UNTRUSTED  # "we always trust them"
+        return flag
+    if flag & (MEM_PERCPU | MEM_USER):
+        return flag
+    return flag & ~(_TRUSTED_MODIFIERS | MEM_RCU)  # clear_trusted_flags
+
+
+@attrs.frozen
+class StructWalk:
+    """What btf_struct_access found at an offset: ``kind`` "scalar", "ptr" (to the
+    struct ``target``, loaded from member ``field``) or "mem" (a pointer to
+    anything else); ``flag`` is PTR_UNTRUSTED when the walk went through a union."""
+
+    kind: str
+    target: int = 0
+    flag: int = 0
+    field: str = ""
+
+
+#: How many nested structs btf_struct_access follows (the kernel loops until done;
+#: BTF nesting is finite, this only guards against a malformed BTF cycle).
+_MAX_WALK_DEPTH = 64
+
+
+def btf_struct_walk(v: Verifier, btf: Btf, t: BtfType, off: int, size: int) -> StructWalk:
+    """btf_struct_access + btf_struct_walk: find the member an access of ``size`` at
+    ``off`` lands in, descending into nested structs and unions (and arrays of them)."""
+    flag = 0
+    for _ in range(_MAX_WALK_DEPTH):
+        t = btf.skip_mods_and_typedefs(t.id)
+        tname = t.name or "(anon)"
+        if t.kind not in (BtfKind.STRUCT, BtfKind.UNION):
+            v.fail(errno.EINVAL, f"Type '{tname}' is not a struct")
+        members = t.members
+        if t.kind is BtfKind.UNION and len(members) != 1:
+            flag |= PTR_UNTRUSTED  # walking unions yields untrusted pointers
+        if off + size > t.size:
+            nested = _flexible_array_elem(btf, t, off)
+            if nested is None:
+                v.fail(errno.EACCES, f"access beyond struct {tname} at off {off} size {size}")
+            assert nested is not None
+            if nested.kind is BtfKind.INT:
+                return StructWalk("scalar")
+            moff = members[-1].bit_offset // 8
+            off = (off - moff) % nested.size
+            t = nested
+            continue
+        inner: tuple[BtfType, int] | None = None
+        for m in members:
+            moff = m.bit_offset // 8
+            if off + size <= moff:
+                break  # won't find anything, the field is already too far
+            if m.bitfield_size:
+                end = -(-(m.bit_offset + m.bitfield_size) // 8)
+                if off <= moff and end <= off + size:
+                    return StructWalk("scalar")
+                continue
+            if off < moff:
+                break  # a hole in the struct
+            mname = m.name or "(anon)"
+            mtype, msize, nelems = _resolve_size(btf, m.type)
+            mtrue_end = moff + msize
+            if off >= mtrue_end:
+                continue
+            if nelems:  # an array: as if its elements were members of their own
+                if moff == mtrue_end:
+                    continue
+                msize //= nelems
+                moff += (off - moff) // msize * msize
+            if mtype.kind in (BtfKind.STRUCT, BtfKind.UNION):
+                inner = (mtype, off - moff)  # the field is inside this struct or union
+                break
+            if mtype.kind is BtfKind.PTR:
+                if msize != size or off != moff:
+                    v.fail(errno.EACCES, f"cannot access ptr member {mname} with moff {moff} "
+                           f"in struct {tname} with off {off} size {size}")
+                target = btf.skip_mods_and_typedefs(mtype.type) if mtype.type else None
+                if target is not None and target.kind in (BtfKind.STRUCT, BtfKind.UNION):
+                    return StructWalk("ptr", target.id, flag, m.name)
+                return StructWalk("mem")
+            if off + size > mtrue_end and not flag & PTR_UNTRUSTED:
+                v.fail(errno.EACCES, f"access beyond the end of member {mname} "
+                       f"(mend:{mtrue_end}) in struct {tname} with off {off} size {size}")
+            return StructWalk("scalar")
+        if inner is None:
+            v.fail(errno.EINVAL, f"struct {tname} doesn't have field at offset {off}")
+        assert inner is not None
+        t, off = inner
+    v.fail(errno.EACCES, f"struct {t.name} nests too deeply")
+    return StructWalk("scalar")
+
+
+def _resolve_size(btf: Btf, tid: int) -> tuple[BtfType, int, int]:
+    """__btf_resolve_size: a member's type (an array's innermost element type), its
+    size in bytes, and for an array its element count (multi-dimensional arrays
+    linearized), else 0."""
+    t = btf.skip_mods_and_typedefs(tid)
+    if t.kind is not BtfKind.ARRAY:
+        return t, btf.sizeof(tid), 0
+    nelems = 1
+    while t.kind is BtfKind.ARRAY and t.array is not None:
+        nelems *= t.array.nelems
+        t = btf.skip_mods_and_typedefs(t.array.type)
+    return t, nelems * btf.sizeof(t.id), nelems
+
+
+def _flexible_array_elem(btf: Btf, t: BtfType, off: int) -> BtfType | None:
+    """Past a struct's end: the element type of its trailing flexible array member
+    (``T x[]``), when ``off`` lies in it and it is an int or a struct."""
+    if not t.members:
+        return None
+    last = t.members[-1]
+    arr = btf.skip_mods_and_typedefs(last.type)
+    if arr.kind is not BtfKind.ARRAY or arr.array is None or arr.array.nelems:
+        return None
+    if off < last.bit_offset // 8:
+        return None
+    elem = btf.skip_mods_and_typedefs(arr.array.type)
+    return elem if elem.kind in (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION) else None
 
 
 def _struct_walk(v: Verifier, btf: Btf, t: BtfType, off: int, size: int) -> tuple[str, int]:
-    """btf_struct_walk: find the member an access of ``size`` at ``off`` lands in."""
-    for _ in range(32):
-        if off + size > t.size:
-            v.fail(errno.EACCES, f"access beyond struct {t.name} at off {off} size {size}")
-        for m in t.members:
-            if m.bitfield_size:
-                moff, mend = m.bit_offset // 8, (m.bit_offset + m.bitfield_size + 7) // 8
-            else:
-                moff = m.bit_offset // 8
-                mend = moff + btf.sizeof(m.type)
-            if not moff <= off < mend:
-                continue
-            mt = btf.skip_mods_and_typedefs(m.type)
-            while mt.kind is BtfKind.ARRAY and mt.array is not None:
-                elem = btf.sizeof(mt.array.type)
-                off = moff + (off - moff) % elem if elem else moff
-                mend = moff + elem
-                mt = btf.skip_mods_and_typedefs(mt.array.type)
-            if mt.kind in (BtfKind.STRUCT, BtfKind.UNION):
-                t, off = mt, off - moff
-                break
-            if off + size > mend:
-                v.fail(errno.EACCES, f"access beyond the end of member {m.name} (mend:{mend}) "
-                       f"in struct {t.name} with off {off} size {size}")
-            if mt.kind is BtfKind.PTR:
-                if off != moff or size != 8:
-                    v.fail(errno.EACCES, f"access of pointer member {m.name} of struct "
-                           f"{t.name} must be 8 bytes at its start")
-                target = btf.skip_mods_and_typedefs(mt.type)
-                if target.kind is BtfKind.STRUCT:
-                    return "ptr", target.id
-            return "scalar", 0
-        else:
-            return "scalar", 0  # padding between members reads as a scalar
-    v.fail(errno.EACCES, f"struct {t.name} nests too deeply")
-    return "scalar", 0
+    """btf_struct_walk for callers that only tell a struct pointer ("ptr", its id)
+    from anything else ("scalar", 0)."""
+    walk = btf_struct_walk(v, btf, t, off, size)
+    return ("ptr", walk.target) if walk.kind == "ptr" else ("scalar", 0)
 
 
 # -- program extensions ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ..isa.insn import Insn
 from ..uapi import AttachType, FuncId, MapFlags, MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MAX, S64_MIN
+from .alloc import KPTR_XCHG_DEST_TYPES, PERCPU_BTF_PTR_TYPES
 from .cfg import map_btf_field, subprog_of
 from .global_func import check_global_call, check_global_return, subprog_is_global
 from .mem import (
@@ -42,10 +43,13 @@ from .state import (
     RegState,
     SlotType,
 )
-from .tnum import tnum_is_const, tnum_strn
+from .tnum import tnum_in, tnum_is_const, tnum_range, tnum_strn
 from .types import (
     MEM_ALIGNED,
+    MEM_ALLOC,
     MEM_FIXED_SIZE,
+    MEM_PERCPU,
+    MEM_RCU,
     MEM_RDONLY,
     MEM_RINGBUF,
     MEM_UNINIT,
@@ -93,6 +97,8 @@ COMPATIBLE: dict[int, tuple[int, ...]] = {
     ArgType.ARG_PTR_TO_CONST_STR: (R.PTR_TO_MAP_VALUE,),
     ArgType.ARG_PTR_TO_TIMER: (R.PTR_TO_MAP_VALUE,),
     ArgType.ARG_PTR_TO_DYNPTR: (R.PTR_TO_STACK, R.CONST_PTR_TO_DYNPTR),
+    ArgType.ARG_KPTR_XCHG_DEST: KPTR_XCHG_DEST_TYPES,
+    ArgType.ARG_PTR_TO_PERCPU_BTF_ID: PERCPU_BTF_PTR_TYPES,
 }
 #: Register types whose fixed and variable offsets a helper may take (check_func_arg_reg_off).
 _OFF_OK = {R.PTR_TO_STACK, R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_MAP_KEY,
@@ -248,7 +254,7 @@ def process_spin_lock(v: Verifier, regno: int, is_lock: bool) -> None:
     if reg.type != R.PTR_TO_MAP_VALUE or m is None:
         v.fail(errno.EINVAL, "local 'kptr' has no valid bpf_spin_lock")
     name = getattr(m, "name", "")
-    if getattr(m, "btf_fields", None) is None:
+    if getattr(m, "btf_obj", None) is None:
         v.fail(errno.EINVAL, f"map '{name}' has to have BTF in order to use bpf_spin_lock")
     lock_off = map_btf_field(m, "bpf_spin_lock")
     if lock_off is None:
@@ -302,11 +308,25 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
     for i in range(5):
         check_func_arg(v, i, meta, proto, args)
     record_func_map(v, meta, func_id, idx)
+    if func_id in (F.dynptr_data, F.dynptr_write, F.dynptr_from_mem):
+        from .dynptr import dynptr_helper_meta
+
+        dynptr_helper_meta(v, func_id, meta)
     regs = v.cur.regs
     if meta["raw_mode"] and meta["access_size"]:
         for i in range(meta["access_size"]):
             check_mem_access(v, idx, meta["regno"], i, 1, True, -1)
-    if meta["release_regno"]:
+    if func_id == F.kptr_xchg:
+        if regs[2].ref_obj_id:  # the new pointer's reference moves into the field
+            from .alloc import release_kptr_xchg_arg
+
+            release_kptr_xchg_arg(v, regs[2].ref_obj_id)
+    elif meta["release_regno"] and proto.args[meta["release_regno"] - 1] & 0xFF == \
+            ArgType.ARG_PTR_TO_DYNPTR:
+        from .dynptr import unmark_stack_slots_dynptr
+
+        unmark_stack_slots_dynptr(v, regs[meta["release_regno"]])
+    elif meta["release_regno"]:
         _release_reference(v, meta["ref_obj_id"])
     if func_id == F.tail_call:
         check_resource_leak(v, "tail_call")
@@ -314,6 +334,10 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         r2 = regs[2]
         if not (r2.is_const and r2.const_value == 0):
             v.fail(errno.EINVAL, "get_local_storage() doesn't support non-zero flags")
+    elif func_id == F.snprintf:
+        from .const_str import check_bpf_snprintf_call
+
+        check_bpf_snprintf_call(v)
     elif func_id in (F.for_each_map_elem, F.loop, F.timer_set_callback, F.find_vma,
                      F.user_ringbuf_drain):
         _push_callback(v, insn, idx, meta)
@@ -348,6 +372,18 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
     elif base == RetType.RET_PTR_TO_MEM:
         r0.set_ptr(R.PTR_TO_MEM | flag)
         r0.mem_size = meta["mem_size"]
+    elif base == RetType.RET_PTR_TO_MEM_OR_BTF_ID:
+        # The per-CPU argument's struct (MEM_RDONLY doesn't apply to PTR_TO_BTF_ID); an
+        # allocated per-CPU object's copy (an RCU argument) is the CPU's own, writable
+        # (returns_cpu_specific_alloc_ptr).
+        extra, btf_id, alloc = meta["ret_btf"]
+        r0.set_ptr(R.PTR_TO_BTF_ID | (MEM_ALLOC | MEM_RCU if alloc else flag & ~MEM_RDONLY))
+        r0.btf_id = btf_id
+        r0.extra = extra
+    elif func_id == F.kptr_xchg:
+        from .alloc import kptr_xchg_ret
+
+        kptr_xchg_ret(v, meta, r0)
     else:
         r0.set_ptr(R.PTR_TO_BTF_ID | flag)
         if proto.ret_btf_id:  # the kernel struct it points to (ret_btf_id)
@@ -364,10 +400,13 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         r0.ref_obj_id = rid
     elif func_id in PTR_CAST:
         r0.ref_obj_id = meta["ref_obj_id"]
+    elif func_id == F.dynptr_data:  # is_dynptr_ref_function: the slice dies with the dynptr
+        r0.ref_obj_id = meta["ref_obj_id"]
+        r0.extra = meta["dynptr_id"]
     _refine_retval_range(v, r0, func_id, meta)
     if meta["map"] is not None:
         _check_map_func_compat(v, meta["map"], func_id)
-    if func_id in CHANGES_PKT_DATA:
+    if func_id in CHANGES_PKT_DATA or meta.get("changes_data"):
         _clear_all_pkt_pointers(v)
 
 
@@ -440,9 +479,12 @@ def _check_map_func_compat(v: Verifier, m: Any, func_id: int) -> None:
 
 
 def _clear_all_pkt_pointers(v: Verifier) -> None:
+    from .dynptr import reg_is_dynptr_slice_pkt
+
     for frame in v.cur.frames:
         for r in frame.regs:
-            if r.type in (R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_PACKET_END):
+            if r.type in (R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_PACKET_END) \
+                    or reg_is_dynptr_slice_pkt(r):
                 r.mark_unknown()
         for slot in frame.stack:
             sp = slot.spilled
@@ -474,15 +516,24 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
         v.fail(errno.EACCES, "helper access to the packet is not allowed")
     if not (_is_null(reg) and arg_type & PTR_MAYBE_NULL):  # NULL needs no type check
         check_reg_type(v, regno, arg_type, meta)
+        if base_type(reg.type) == R.PTR_TO_BTF_ID and meta["func_id"] != F.kptr_xchg:
+            from .btf_arg import check_btf_id_arg  # the struct the argument takes
+
+            check_btf_id_arg(v, regno, arg_type, proto.arg_btf_id[arg], meta)
         if reg.type not in _OFF_OK and base_type(reg.type) != R.PTR_TO_BTF_ID:
             check_ptr_off_reg(v, reg, regno)
-    if arg_type & OBJ_RELEASE:
+    if arg_type & OBJ_RELEASE and base == ArgType.ARG_PTR_TO_DYNPTR:
+        from .dynptr import check_dynptr_release_arg  # the dynptr may sit at any offset
+
+        check_dynptr_release_arg(v, regno)
+        meta["release_regno"] = regno
+    elif arg_type & OBJ_RELEASE:
         if not reg.ref_obj_id and not _is_null(reg):
             v.fail(errno.EINVAL, f"R{regno} must be referenced when passed to release function")
         if reg.off:
             v.fail(errno.EINVAL, f"R{regno} must have zero offset when passed to release func")
         meta["release_regno"] = regno
-    if reg.ref_obj_id:
+    if reg.ref_obj_id and base != ArgType.ARG_KPTR_XCHG_DEST:
         meta["ref_obj_id"] = reg.ref_obj_id
     if base == ArgType.ARG_CONST_MAP_PTR:
         meta["map"] = reg.map
@@ -499,6 +550,10 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
         check_helper_mem_access(v, regno, m.value_size, bool(arg_type & MEM_WRITE), False, meta)
     elif base == ArgType.ARG_PTR_TO_FUNC:
         meta["subprogno"] = reg.extra
+    elif base == ArgType.ARG_PTR_TO_DYNPTR:
+        from .dynptr import process_dynptr_func
+
+        process_dynptr_func(v, regno, v.insn_idx, arg_type)
     elif base == ArgType.ARG_PTR_TO_MEM:
         meta["raw_mode"] = bool(arg_type & MEM_UNINIT)
         if arg_type & MEM_FIXED_SIZE:
@@ -518,10 +573,18 @@ def check_func_arg(v: Verifier, arg: int, meta: dict[str, Any], proto: Any,
         mark_chain_precision(v, regno)
     elif base == ArgType.ARG_PTR_TO_SPIN_LOCK:
         process_spin_lock(v, regno, meta["func_id"] == F.spin_lock)
+    elif base == ArgType.ARG_KPTR_XCHG_DEST:
+        from .alloc import process_kptr_func
+
+        process_kptr_func(v, regno, meta)
+    elif base == ArgType.ARG_PTR_TO_PERCPU_BTF_ID:
+        if not reg.btf_id:
+            v.fail(errno.EACCES, f"Helper has invalid btf_id in R{regno}")
+        meta["ret_btf"] = (reg.extra, reg.btf_id, bool(reg.type & MEM_RCU))
     elif base == ArgType.ARG_PTR_TO_CONST_STR:
-        m = reg.map
-        if m is None or not getattr(m, "frozen", False) or not m.map_flags & (1 << 7):
-            v.fail(errno.EACCES, f"R{regno} does not point to a readonly map'")
+        from .const_str import check_reg_const_str
+
+        check_reg_const_str(v, regno)
 
 
 def can_elide_value_nullness(m: Any) -> bool:
@@ -576,7 +639,18 @@ def check_reg_type(v: Verifier, regno: int, arg_type: int, meta: dict[str, Any])
         t &= ~MEM_RDONLY
     if arg_type & PTR_MAYBE_NULL:
         t &= ~PTR_MAYBE_NULL
+    if arg_type & 0xFF == ArgType.ARG_PTR_TO_MEM:  # a dynptr slice is plain memory here
+        from .dynptr import DYNPTR_TYPE_FLAG_MASK
+
+        t &= ~DYNPTR_TYPE_FLAG_MASK
+    kptr_src = meta.get("func_id") == F.kptr_xchg and regno == 2
+    if kptr_src:  # a local kptr's source may be an allocated object
+        t &= ~(MEM_ALLOC | MEM_PERCPU)
     if t in compatible:
+        if kptr_src:
+            from .alloc import map_kptr_match_type
+
+            map_kptr_match_type(v, meta["kptr_field"], reg, regno)
         return
     expected = ", ".join(reg_type_str(x) for x in compatible)
     v.fail(errno.EACCES, f"R{regno} type={reg_type_str(reg.type)} expected={expected}")
@@ -637,6 +711,12 @@ def check_stack_range_initialized(v: Verifier, regno: int, off: int, size: int,
         min_off = reg.scalar.smin + off
         max_off = reg.scalar.smax + off
     if meta is not None and meta["raw_mode"]:
+        # The helper writes byte by byte (check_helper_call): not into a dynptr.
+        for i in range(min_off, max_off + size):
+            slot_no = -i - 1
+            if slot_no < len(state.stack) * BPF_REG_SIZE and state.stack[
+                    slot_no // BPF_REG_SIZE].slot_type[slot_no % BPF_REG_SIZE] == SlotType.DYNPTR:
+                v.fail(errno.EACCES, f"potential write to dynptr at off={i} disallowed")
         meta["access_size"] = size
         meta["regno"] = regno
         return
@@ -751,7 +831,9 @@ def _push_callback(v: Verifier, insn: Insn, idx: int, meta: dict[str, Any]) -> N
         for r in (3, 4, 5):
             callee.regs[r].mark_not_init()
     elif meta["func_id"] == F.user_ringbuf_drain:  # set_user_ringbuf_callback_state
-        callee.regs[1].set_ptr(R.CONST_PTR_TO_DYNPTR)
+        from .dynptr import BpfDynptrType, mark_dynptr_cb_reg
+
+        mark_dynptr_cb_reg(v, callee.regs[1], BpfDynptrType.LOCAL)
         callee.regs[2].assign(caller.regs[3])
         for r in (3, 4, 5):
             callee.regs[r].mark_not_init()
@@ -913,11 +995,21 @@ def check_return_code(v: Verifier) -> None:
 
         if returns_void(v.prog):  # the member returns void: R0 is not looked at
             return
+    if v.prog_type == ProgType.LSM and not v.cur.frames[0].subprogno:
+        from ..progs.tracing_btf import lsm_return_unchecked
+
+        if lsm_return_unchecked(v.prog):  # an LSM_MAC program on a void hook
+            return
     v.check_reg_arg(0, SRC_OP)
     if v.is_pointer_value(0):
         v.fail(errno.EACCES, "R0 leaks addr as return value")
     if v.cur.frames[0].subprogno:  # a global function verified on its own
         check_global_return(v)
+        return
+    if v.prog_type == ProgType.LSM:  # ranges by hook, compared as s32
+        from ..progs.tracing_btf import check_lsm_return_code
+
+        check_lsm_return_code(v, _invalid_scalar)
         return
     rng = _retval_range(v)
     if rng is None:
@@ -930,3 +1022,9 @@ def check_return_code(v: Verifier) -> None:
     if not (lo <= r0.scalar.smin and r0.scalar.smax <= hi):
         v.fail(errno.EINVAL, _invalid_scalar(r0, lo, hi, "At program exit", "R0"))
     mark_chain_precision(v, 0)  # the range check relied on R0's bounds
+    # An egress program that returns 2 or 3 (the congestion-notification bit) on
+    # some path may go on egress only (bpf_prog_attach_check_attach_type).
+    if (v.prog_type == ProgType.CGROUP_SKB
+            and v.prog.expected_attach_type == AttachType.CGROUP_INET_EGRESS
+            and tnum_in(tnum_range(2, 3), r0.scalar.var_off)):
+        v.prog.enforce_expected_attach_type = True

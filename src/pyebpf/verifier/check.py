@@ -203,10 +203,10 @@ class Verifier:
         if sleepable and not _can_be_sleepable(self.prog_type, self.prog.expected_attach_type):
             self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and "
                       "struct_ops programs can be sleepable")
-        if self.prog_type == ProgType.TRACING:
+        if self.prog_type in (ProgType.TRACING, ProgType.LSM):
             from ..progs.tracing_btf import check_tracing_btf_id
 
-            check_tracing_btf_id(self)  # the iterator target (other kinds: not simulated)
+            check_tracing_btf_id(self)  # the kernel function / tracepoint / iterator target
         if self.prog_type in (ProgType.STRUCT_OPS, ProgType.EXT):
             from .btf_attach import check_attach_btf_id
 

@@ -47,7 +47,8 @@ MAX_BPF_FUNC_REG_ARGS = 5
 class ArgInfo:
     """bpf_subprog_arg_info: what one argument of a global function is."""
 
-    #: "scalar" (ARG_ANYTHING), "ctx" (ARG_PTR_TO_CTX) or "mem" (ARG_PTR_TO_MEM).
+    #: "scalar" (ARG_ANYTHING), "ctx" (ARG_PTR_TO_CTX), "mem" (ARG_PTR_TO_MEM) or
+    #: "dynptr" (``struct bpf_dynptr *``: ARG_PTR_TO_DYNPTR | MEM_RDONLY).
     kind: str
     mem_size: int = 0
     maybe_null: bool = False
@@ -110,6 +111,9 @@ def prepare_func_args(v: Verifier, subprog: int) -> list[ArgInfo]:
             if target.kind is BtfKind.STRUCT and target.name == ctx_name:
                 args.append(ArgInfo("ctx"))
                 continue
+            if target.kind is BtfKind.STRUCT and target.name == "bpf_dynptr":
+                args.append(ArgInfo("dynptr"))  # btf_is_dynptr_ptr
+                continue
             if t.type and target.kind is not BtfKind.FUNC_PROTO:
                 try:
                     size = btf.sizeof(t.type)
@@ -140,6 +144,10 @@ def init_arg_regs(v: Verifier, frame: FuncState, subprog: int) -> None:
             reg.mark_unknown()
         elif arg.kind == "ctx":
             reg.set_ptr(int(RegType.PTR_TO_CTX))
+        elif arg.kind == "dynptr":  # assumed a LOCAL dynptr, read only
+            from .dynptr import BpfDynptrType, mark_dynptr_cb_reg
+
+            mark_dynptr_cb_reg(v, reg, BpfDynptrType.LOCAL)
         else:
             reg.set_ptr(int(RegType.PTR_TO_MEM) | (PTR_MAYBE_NULL if arg.maybe_null else 0))
             reg.mem_size = arg.mem_size
@@ -169,6 +177,12 @@ def _check_arg_match(v: Verifier, subprog: int, regs: list[RegState]) -> int:
                 if reg.type != RegType.PTR_TO_CTX:
                     v.verbose(f"arg#{i} expects pointer to ctx\n")
                     return errno.EINVAL
+                continue
+            if arg.kind == "dynptr":
+                from ..helpers.proto import ArgType
+                from .dynptr import process_dynptr_func
+
+                process_dynptr_func(v, regno, -1, ArgType.ARG_PTR_TO_DYNPTR | MEM_RDONLY)
                 continue
             _check_mem_reg(v, reg, regno, arg.mem_size, check_helper_mem_access)
         except VerifierAbort as abort:  # its reason is in the log already
@@ -261,7 +275,7 @@ def subprog_changes_pkt_data(v: Verifier, subprog: int) -> bool:
             insn = v.insns[i]
             if insn.code != 0x85:
                 continue
-            if insn.src_reg == 0 and insn.imm in CHANGES_PKT_DATA:
+            if insn.src == 0 and insn.imm in CHANGES_PKT_DATA:
                 return True
             if pseudo_call(insn):
                 import bisect

@@ -63,19 +63,20 @@ class IterState:
     depth: int = 0
 
 
-def _iter_get_spi(v: Verifier, reg: RegState, nr_slots: int) -> int:
-    """stack_slot_obj_get_spi(..., "iter", nr_slots): the first slot's index, or a
-    negative errno (-EINVAL, said in the log; -ERANGE: past the allocated stack)."""
+def _iter_get_spi(v: Verifier, reg: RegState, nr_slots: int, obj_kind: str = "iter") -> int:
+    """stack_slot_obj_get_spi(..., obj_kind, nr_slots): the first slot's index, or a
+    negative errno (-EINVAL, said in the log; -ERANGE: past the allocated stack).
+    Dynptrs (:mod:`.dynptr`) use it too, with ``obj_kind`` "dynptr"."""
     if not tnum_is_const(reg.scalar.var_off):
-        v.verbose("iter has to be at a constant offset\n")
+        v.verbose(f"{obj_kind} has to be at a constant offset\n")
         return -errno.EINVAL
     off = reg.off + _s64(reg.scalar.var_off.value)
     if off % BPF_REG_SIZE:
-        v.verbose(f"cannot pass in iter at an offset={off}\n")
+        v.verbose(f"cannot pass in {obj_kind} at an offset={off}\n")
         return -errno.EINVAL
     spi = (-off - 1) // BPF_REG_SIZE
     if spi + 1 < nr_slots:
-        v.verbose(f"cannot pass in iter at an offset={off}\n")
+        v.verbose(f"cannot pass in {obj_kind} at an offset={off}\n")
         return -errno.EINVAL
     if not (spi - nr_slots + 1 >= 0 and spi < len(v.func(reg).stack)):
         return -errno.ERANGE

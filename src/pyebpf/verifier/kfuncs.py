@@ -107,11 +107,27 @@ def check_kfunc_call(v: Verifier, insn: Insn, idx: int) -> None:
         r0.mark_unknown()
     elif base == RetType.RET_VOID:
         r0.mark_not_init()
+    elif kf.name in DYNPTR_SLICE_KFUNCS:
+        from .dynptr import mark_dynptr_slice_ret
+
+        mark_dynptr_slice_ret(v, kf, meta, r0)
     elif base == RetType.RET_PTR_TO_MEM:
         # A pointer to scalar memory: PTR_TO_MEM of the pointee's size, read only.
         r0.set_ptr(RegType.PTR_TO_MEM | MEM_RDONLY)
         r0.mem_size = kf.ret_size
         r0.ref_obj_id = meta["ref_obj_id"]
+    elif kf.name in OBJ_NEW_KFUNCS:
+        from .alloc import mark_obj_new_ret
+
+        mark_obj_new_ret(v, kf, meta, r0)
+    elif kf.name == REFCOUNT_ACQUIRE:
+        from .alloc import mark_refcount_acquire_ret
+
+        mark_refcount_acquire_ret(v, meta, r0)
+    elif kf.name in (CAST_TO_KERN_CTX, RDONLY_CAST):
+        from .btf_attach import mark_cast_ret
+
+        mark_cast_ret(v, kf.name == CAST_TO_KERN_CTX, meta, r0)
     else:
         from ..kernel_btf import kernel_struct_id
 
@@ -133,6 +149,10 @@ def check_kfunc_call(v: Verifier, insn: Insn, idx: int) -> None:
 
 #: The kfuncs the verifier treats specially (the kernel's special_kfunc_list).
 RCU_READ_LOCK, RCU_READ_UNLOCK = "bpf_rcu_read_lock", "bpf_rcu_read_unlock"
+DYNPTR_SLICE_KFUNCS = frozenset({"bpf_dynptr_slice", "bpf_dynptr_slice_rdwr"})
+OBJ_NEW_KFUNCS = frozenset({"bpf_obj_new_impl", "bpf_percpu_obj_new_impl"})
+REFCOUNT_ACQUIRE = "bpf_refcount_acquire_impl"
+CAST_TO_KERN_CTX, RDONLY_CAST = "bpf_cast_to_kern_ctx", "bpf_rdonly_cast"
 
 
 def _rcu_section(v: Verifier, kf: Kfunc) -> None:
@@ -159,14 +179,19 @@ def check_kfunc_args(v: Verifier, kf: Kfunc, idx: int, meta: dict[str, Any]) -> 
     """check_kfunc_args, for the argument kinds the table uses."""
     for i, arg in enumerate(kf.args):
         regno = i + 1
-        if arg.kind in (KfArgKind.IGNORED, KfArgKind.PROG_AUX):
-            continue
+        if arg.kind in (KfArgKind.IGNORED, KfArgKind.PROG_AUX, KfArgKind.MEM_SIZE):
+            continue  # a MEM_SIZE is checked with the memory argument before it
         reg = v.check_reg_arg(regno, SRC_OP)
         if arg.kind in (KfArgKind.SCALAR, KfArgKind.SCALAR_CONST):
             if reg.type != RegType.SCALAR_VALUE:
                 v.fail(errno.EINVAL, f"R{regno} is not a scalar")
-            if arg.kind == KfArgKind.SCALAR_CONST and not tnum_is_const(reg.scalar.var_off):
-                v.fail(errno.EINVAL, f"R{regno} must be a known constant")
+            if arg.kind == KfArgKind.SCALAR_CONST:
+                if not tnum_is_const(reg.scalar.var_off):
+                    v.fail(errno.EINVAL, f"R{regno} must be a known constant")
+                from .precision import mark_chain_precision
+
+                mark_chain_precision(v, regno)
+                meta["arg_constant"] = reg.const_value  # meta->arg_constant
             continue
         trusted_args = bool(kf.flags & (KF.TRUSTED_ARGS | KF.RELEASE))
         if (trusted_args or kf.flags & KF.RCU) and (_is_null(reg) or reg.type & PTR_MAYBE_NULL):
@@ -178,11 +203,29 @@ def check_kfunc_args(v: Verifier, kf: Kfunc, idx: int, meta: dict[str, Any]) -> 
         if arg.kind == KfArgKind.PTR_TO_BTF_ID:
             _check_btf_id_arg(v, kf, i, regno, arg.struct, trusted_args)
         elif arg.kind == KfArgKind.PTR_TO_CTX:
+            if reg.type == RegType.PTR_TO_CTX:
+                from .mem import check_ptr_off_reg
+
+                check_ptr_off_reg(v, reg, regno)  # check_func_arg_reg_off
             if reg.type != RegType.PTR_TO_CTX:
                 v.fail(errno.EINVAL, f"arg#{i} expected pointer to ctx, but got "
                        f"{reg_type_str(reg.type)}")
+            if kf.name == CAST_TO_KERN_CTX:
+                from .btf_attach import get_kern_ctx_btf_id
+
+                meta["ret_btf_id"] = get_kern_ctx_btf_id(v)
         elif arg.kind == KfArgKind.PTR_TO_ITER:
             process_iter_arg(v, regno, idx, kf, arg, meta)
+        elif arg.kind == KfArgKind.PTR_TO_DYNPTR:
+            from .dynptr import process_kfunc_dynptr_arg
+
+            process_kfunc_dynptr_arg(v, kf, regno, idx, arg, meta)
+        elif arg.kind == KfArgKind.PTR_TO_MEM_SIZE:
+            _check_mem_size_args(v, i, regno, arg, kf.args[i + 1], meta)
+        elif arg.kind in (KfArgKind.PTR_TO_ALLOC, KfArgKind.PTR_TO_REFCOUNTED_KPTR):
+            from .alloc import check_alloc_arg
+
+            check_alloc_arg(v, kf, i, regno, arg, meta)
     if kf.flags & KF.RELEASE and not meta["release_regno"]:
         v.fail(errno.EINVAL, f"release kernel function {kf.name} expects refcounted "
                "PTR_TO_BTF_ID")
@@ -193,11 +236,35 @@ def _is_null(reg: RegState) -> bool:
     return reg.type == RegType.SCALAR_VALUE and reg.is_const and reg.const_value == 0
 
 
+def _check_mem_size_args(v: Verifier, i: int, regno: int, arg: Any, size_arg: Any,
+                         meta: dict[str, Any]) -> None:
+    """KF_ARG_PTR_TO_MEM_SIZE: memory and its size (``__sz``, ``__szk``), checked
+    as a helper's memory both read and written (stack memory is read: it must be
+    initialized unless the program may read uninitialized stack); an ``__opt``
+    NULL needs no memory. A ``__szk`` size must be a
+    known constant, remembered as ``meta["arg_constant"]`` (a slice's size)."""
+    from .calls import check_mem_size_reg
+    from .log import VerifierAbort
+
+    size_reg = v.check_reg_arg(regno + 1, SRC_OP)
+    if size_reg.type != RegType.SCALAR_VALUE:
+        v.fail(errno.EINVAL, f"R{regno + 1} is not a scalar")
+    if not (_is_null(v.cur.regs[regno]) and arg.optional):
+        try:  # check_kfunc_mem_size_reg
+            check_mem_size_reg(v, size_reg, regno + 1, False, True, {"raw_mode": False})
+            check_mem_size_reg(v, size_reg, regno + 1, True, True, {"raw_mode": False})
+        except VerifierAbort as e:
+            v.fail(e.errno, f"arg#{i} arg#{i + 1} memory, len pair leads to invalid memory "
+                   "access")
+    if size_arg.const:
+        if not tnum_is_const(size_reg.scalar.var_off):
+            v.fail(errno.EINVAL, f"R{regno + 1} must be a known constant")
+        meta["arg_constant"] = size_reg.const_value
+
+
 def _check_btf_id_arg(v: Verifier, kf: Kfunc, i: int, regno: int, struct: str,
                       trusted_args: bool) -> None:
     """KF_ARG_PTR_TO_BTF_ID: a (trusted, or RCU for KF_RCU) pointer to the struct."""
-    from ..kernel_btf import kernel_btf
-
     reg = v.cur.regs[regno]
     if base_type(reg.type) != RegType.PTR_TO_BTF_ID:
         # get_kfunc_ptr_arg_type makes it a memory argument, which a struct holding
@@ -220,9 +287,10 @@ def _check_btf_id_arg(v: Verifier, kf: Kfunc, i: int, regno: int, struct: str,
                                 | (reg.type & (MEM_ALLOC | PTR_TRUSTED)))
         v.fail(errno.EINVAL, f"arg#{i} is {reg_type_str(reg.type)} expected {expected} "
                "or socket")
-    btf = kernel_btf()
-    have = btf.type(reg.btf_id).name if reg.btf_id else "?"
-    if have != struct:
+    from .alloc import is_local, reg_type_name
+
+    have = reg_type_name(reg) or "?"
+    if have != struct or is_local(reg):
         v.fail(errno.EINVAL, f"kernel function {kf.name} args#{i} expected pointer to STRUCT "
                f"{struct} but R{regno} has a pointer to STRUCT {have}")
 

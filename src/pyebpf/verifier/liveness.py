@@ -98,7 +98,13 @@ def _postorder(insns: list[Any], start: int) -> list[int]:
 
 # -- registers -------------------------------------------------------------------------------
 def _call_num_params(v: Verifier, insn: Any) -> int | None:
-    """get_call_summary: a helper's argument count from its prototype (None: unknown)."""
+    """get_call_summary: a helper's or kfunc's argument count from its prototype (None:
+    unknown)."""
+    if insn.src == 2:  # BPF_PSEUDO_KFUNC_CALL: the parameters of its BTF prototype
+        from ..kfuncs import kfunc_by_id
+
+        kf = kfunc_by_id(insn.imm)
+        return len(kf.args) if kf is not None else None
     if insn.src != 0:
         return None
     from ..helpers import func_proto

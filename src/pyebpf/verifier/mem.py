@@ -17,6 +17,7 @@ from ..isa.insn import Insn
 from ..uapi import MapType, ProgType
 from . import scalar as S
 from ._ints import S64_MIN
+from .dynptr import destroy_if_dynptr_stack_slot
 from .precision import mark_chain_precision, stack_access_flags
 from .state import (
     BPF_MAX_VAR_OFF,
@@ -31,10 +32,9 @@ from .state import (
 )
 from .tnum import tnum_add, tnum_const, tnum_is_aligned, tnum_is_const, tnum_strn
 from .types import (
-    MEM_RCU,
+    MEM_ALLOC,
     MEM_RDONLY,
     PTR_MAYBE_NULL,
-    PTR_TRUSTED,
     PTR_UNTRUSTED,
     RegType,
     base_type,
@@ -90,7 +90,7 @@ def check_load(v: Verifier, insn: Insn, idx: int) -> None:
     src_type = v.cur.regs[insn.src].type
     check_mem_access(v, idx, insn.src, insn.off, SIZES[insn.code & 0x18], READ, insn.dst,
                      is_ldsx=mode == 0x80)
-    save_aux_ptr_type(v, idx, src_type)
+    save_aux_ptr_type(v, idx, src_type, allow_trust_mismatch=True)
 
 
 def check_store_reg(v: Verifier, insn: Insn, idx: int) -> None:
@@ -108,12 +108,40 @@ def check_store_imm(v: Verifier, insn: Insn, idx: int) -> None:
     save_aux_ptr_type(v, idx, dst_type)
 
 
-def save_aux_ptr_type(v: Verifier, idx: int, t: int) -> None:
+def save_aux_ptr_type(v: Verifier, idx: int, t: int, *,
+                      allow_trust_mismatch: bool = False) -> None:
+    """save_aux_ptr_type: the pointer type an instruction accesses through, the same on
+    every path. A load may see a BTF pointer (or untrusted memory) of different
+    trust on different paths: the weakest is kept (it decides BPF_PROBE_MEM)."""
     prev = v.aux_ptr_type.get(idx)
     if prev is None:
         v.aux_ptr_type[idx] = t
     elif t != prev and (base_type(t) in _MISMATCH_STRICT or base_type(prev) in _MISMATCH_STRICT):
-        v.fail(errno.EINVAL, "same insn cannot be used with different pointers")
+        mem_or_btf = (RegType.PTR_TO_MEM, RegType.PTR_TO_BTF_ID)
+        if not (allow_trust_mismatch and base_type(t) in mem_or_btf
+                and base_type(prev) in mem_or_btf):
+            v.fail(errno.EINVAL, "same insn cannot be used with different pointers")
+        merged = int(RegType.PTR_TO_MEM) if RegType.PTR_TO_MEM in (base_type(t),
+                                                                    base_type(prev)) \
+            else int(RegType.PTR_TO_BTF_ID)
+        v.aux_ptr_type[idx] = merged | ((t | prev) & (PTR_UNTRUSTED | MEM_RDONLY))
+
+
+#: convert_ctx_accesses: loads through these pointer types become BPF_PROBE_MEM(SX)
+#: loads, whose fault (an address that isn't mapped) reads 0 instead of crashing.
+#: Compared exactly: a trusted or RCU pointer is always valid, so plain loads.
+PROBE_MEM_PTR_TYPES = frozenset({
+    int(RegType.PTR_TO_BTF_ID), int(RegType.PTR_TO_BTF_ID) | PTR_UNTRUSTED,
+    int(RegType.PTR_TO_BTF_ID) | MEM_ALLOC | PTR_UNTRUSTED,
+    int(RegType.PTR_TO_MEM) | MEM_RDONLY | PTR_UNTRUSTED,
+})
+
+
+def probe_mem_insns(v: Verifier) -> frozenset[int]:
+    """The loads (BPF_LDX) convert_ctx_accesses turns into BPF_PROBE_MEM/PROBE_MEMSX:
+    the instruction indexes the engine runs with a fault-to-zero handler."""
+    return frozenset(idx for idx, t in v.aux_ptr_type.items()
+                     if t in PROBE_MEM_PTR_TYPES and v.insns[idx].code & 0x07 == 0x01)
 
 
 def check_atomic(v: Verifier, insn: Insn, idx: int) -> None:
@@ -226,7 +254,8 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
             v.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(t)}")
         if write and value_regno >= 0 and v.is_pointer_value(value_regno):
             v.fail(errno.EACCES, f"R{value_regno} leaks addr into mem")
-        check_mem_region_access(v, regno, off, size, reg.mem_size, False)
+        if not (rdonly and t & PTR_UNTRUSTED):  # untrusted memory is read by probes only
+            check_mem_region_access(v, regno, off, size, reg.mem_size, False)
         if value_regno >= 0 and (not write or rdonly):
             regs[value_regno].mark_unknown()
     elif t == RegType.PTR_TO_CTX:
@@ -238,6 +267,9 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
             dst = regs[value_regno]
             if base_type(loaded) == RegType.SCALAR_VALUE:
                 dst.mark_unknown()
+                s32_range = getattr(loaded, "s32_range", None)  # an LSM return value slot
+                if s32_range is not None:
+                    dst.scalar = S.mark_reg_s32_range(dst.scalar, *s32_range)
             else:
                 dst.set_ptr(loaded)
                 if loaded & PTR_MAYBE_NULL:
@@ -270,6 +302,12 @@ def check_mem_access(v: Verifier, idx: int, regno: int, off: int, size: int, wri
             v.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(t)}")
         check_sock_access(v, regno, reg, off, size)
         if value_regno >= 0:
+            regs[value_regno].mark_unknown()
+    elif t == RegType.PTR_TO_TP_BUFFER:
+        from .buf_access import check_tp_buffer_access
+
+        check_tp_buffer_access(v, reg, regno, off, size)
+        if not write and value_regno >= 0:
             regs[value_regno].mark_unknown()
     elif t == RegType.CONST_PTR_TO_MAP:
         check_ptr_to_map_access(v, regno, reg, off, size, write, value_regno)
@@ -423,8 +461,14 @@ def check_ctx_access(v: Verifier, off: int, size: int, write: bool) -> int:
             loaded = ops.is_valid_access(off, size, write, v.prog)
         elif ops.ctx is not None:
             loaded = _layout_access(ops.ctx, off, size, write)
-    if loaded is None:
+    note = getattr(loaded, "log", "")  # what btf_ctx_access logs on the way
+    if note:
+        v.verbose(note + "\n")
+    if loaded is None or getattr(loaded, "denied", False):
         v.fail(errno.EACCES, f"invalid bpf_context access off={off} size={size}")
+    # remember the offset of the last ctx byte accessed (prog->aux->max_ctx_offset)
+    if v.prog.max_ctx_offset < off + size:
+        v.prog.max_ctx_offset = off + size
     return loaded  # type: ignore[return-value]
 
 
@@ -457,6 +501,13 @@ def may_access_direct_pkt_data(v: Verifier, write: bool) -> bool:
     if pt in _PKT_RW:
         return True
     return pt == ProgType.CGROUP_SOCKOPT
+
+
+def prog_may_write_packet(prog_type: int) -> bool:
+    """may_access_direct_pkt_data(env, NULL, BPF_WRITE) for a program type: also
+    what makes an skb dynptr writable (specialize_kfunc picks
+    bpf_dynptr_from_skb_rdonly otherwise)."""
+    return prog_type in _PKT_RW or prog_type == ProgType.CGROUP_SOCKOPT
 
 
 def check_map_access_type(v: Verifier, regno: int, off: int, size: int, write: bool) -> None:
@@ -545,38 +596,14 @@ def _find_kptrs(btf: Any, tid: int, base: int, out: dict[int, tuple[str, str]],
         _find_kptrs(btf, mem.type, off, out, depth + 1)
 
 
-def _map_kptr_match_type(v: Verifier, regno: int, val: RegState, kind: str,
-                         target: str) -> None:
-    """map_kptr_match_type: only a pointer to the kptr's own struct (at offset 0:
-    without its BTF a nested first member can't be told apart) may be stored."""
-    allowed = PTR_MAYBE_NULL | PTR_TRUSTED | MEM_RCU | (PTR_UNTRUSTED if kind == "unref" else 0)
-    ok = base_type(val.type) == RegType.PTR_TO_BTF_ID and not (val.type & ~0xFF & ~allowed)
-    if ok:
-        vo = val.scalar.var_off
-        if not tnum_is_const(vo) or vo.value:
-            v.fail(errno.EACCES, f"variable {reg_type_str(val.type)} access var_off="
-                   f"{tnum_strn(vo)} disallowed")
-        if val.off < 0:
-            v.fail(errno.EACCES, f"negative offset {reg_type_str(val.type)} ptr R{regno} "
-                   f"off={val.off} disallowed")
-        ok = val.off == 0 and val.extra == target
-    if ok:
-        return
-    name = val.extra if base_type(val.type) == RegType.PTR_TO_BTF_ID and val.extra else ""
-    msg = (f"invalid kptr access, R{regno} type={reg_type_str(val.type)}{name} "
-           f"expected={reg_type_str(RegType.PTR_TO_BTF_ID)}{target}")
-    if kind == "unref":
-        msg += f" or {reg_type_str(RegType.PTR_TO_BTF_ID | PTR_UNTRUSTED)}{target}"
-    v.fail(errno.EINVAL, msg)
+def _map_kptr_match_type(v: Verifier, regno: int, val: RegState, m: Any,
+                         field_off: int) -> None:
+    """map_kptr_match_type (:mod:`.alloc`): only a pointer to the kptr's own struct."""
+    from .alloc import map_kptr_field, map_kptr_match_type
 
-
-def _kernel_struct_id(name: str) -> int:
-    """The struct's id in the simulated kernel's BTF (0: the kernel has no such struct)."""
-    try:
-        from ..kernel_btf import kernel_type_ids
-    except ImportError:  # pragma: no cover - kernel BTF is optional
-        return 0
-    return kernel_type_ids().get(name, 0)
+    field = map_kptr_field(m, field_off)
+    assert field is not None
+    map_kptr_match_type(v, field, val, regno)
 
 
 def check_map_kptr_access(v: Verifier, idx: int, value_regno: int, field_off: int,
@@ -592,19 +619,22 @@ def check_map_kptr_access(v: Verifier, idx: int, value_regno: int, field_off: in
     if cls != 0x01 and kind in ("ref", "percpu"):
         v.fail(errno.EACCES, "store to referenced kptr disallowed")
     if cls == 0x01:
+        from .alloc import btf_ld_kptr_type, is_kernel_btf, map_kptr_field
+
+        field = map_kptr_field(v.cur.regs[insn.src].map, field_off)
+        assert field is not None
         dst = v.cur.regs[value_regno]
-        dst.set_ptr(RegType.PTR_TO_BTF_ID | PTR_MAYBE_NULL
-                    | (PTR_UNTRUSTED if kind == "unref" else MEM_RCU))
+        dst.set_ptr(btf_ld_kptr_type(v, field))
         dst.id = v.new_id()
-        dst.extra = target
-        dst.btf_id = _kernel_struct_id(target)
+        dst.btf_id = field[2]
+        dst.extra = target if is_kernel_btf(field[1]) else field[1]
     elif cls == 0x02:
         if st_imm is not None and st_imm.imm:
             v.fail(errno.EACCES, f"BPF_ST imm must be 0 when storing to kptr at off={field_off}")
     elif cls == 0x03:
         val = v.cur.regs[value_regno]
         if not (val.is_const and val.const_value == 0):
-            _map_kptr_match_type(v, value_regno, val, kind, target)
+            _map_kptr_match_type(v, value_regno, val, v.cur.regs[insn.dst].map, field_off)
 
 
 def _check_mem(v: Verifier, regno: int, off: int, size: int, mem_size: int,
@@ -719,11 +749,19 @@ def check_stack_access_within_bounds(v: Verifier, regno: int, off: int, size: in
         min_off = reg.scalar.smin + off
         max_off = reg.scalar.smax + off + size
     min_valid = -MAX_BPF_STACK if (write or v.allow_uninit_stack) else -state.allocated_stack
-    bad = min_off < min_valid or min_off > -1 or max_off > 0 or size < 0
-    if bad:
+    # check_stack_slot_within_bounds is EACCES; starting in the stack but running
+    # past its top (a helper's size) EINVAL; a negative size EFAULT.
+    err = 0
+    if min_off < min_valid or min_off > -1:
+        err = errno.EACCES
+    elif max_off > 0:
+        err = errno.EINVAL
+    elif size < 0:
+        err = errno.EFAULT
+    if err:
         if tnum_is_const(vo):
-            v.fail(errno.EACCES, f"invalid{extra} stack R{regno} off={off} size={size}")
-        v.fail(errno.EACCES, f"invalid variable-offset{extra} stack R{regno} var_off="
+            v.fail(err, f"invalid{extra} stack R{regno} off={off} size={size}")
+        v.fail(err, f"invalid variable-offset{extra} stack R{regno} var_off="
                f"{tnum_strn(vo)} off={off} size={size}")
     grow_stack(v, state, -min_off)
 
@@ -800,6 +838,7 @@ def _stack_write_fixed(v: Verifier, state: FuncState, off: int, size: int, value
     if not v.allow_ptr_leaks and stack_slot.is_spill and stack_slot.spilled is not None \
             and stack_slot.spilled.type != RegType.SCALAR_VALUE and size != BPF_REG_SIZE:
         v.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack")
+    destroy_if_dynptr_stack_slot(v, state, spi)
     cur = v.cur.frame
     reg = cur.regs[value_regno] if value_regno >= 0 else None
     v.scratch(-(spi + 1))
@@ -859,6 +898,8 @@ def _stack_write_var(v: Verifier, state: FuncState, reg: RegState, off: int, siz
         v.fail(errno.EACCES, "spilled ptr in range of var-offset stack write; insn "
                f"{v.insn_idx}")
     zero_used = False
+    for i in range(min_off, max_off):
+        destroy_if_dynptr_stack_slot(v, state, _slot_index(i)[1])
     for i in range(min_off, max_off):
         slot_no, spi = _slot_index(i)
         slot = state.stack[spi]

@@ -52,8 +52,16 @@ def _range_within(old: RegState, cur: RegState) -> bool:
 def _regs_exact(old: RegState, cur: RegState, idmap: _IdMap) -> bool:
     return (old.type == cur.type and old.off == cur.off and old.scalar == cur.scalar
             and old.map is cur.map and old.range == cur.range and old.frameno == cur.frameno
-            and old.btf_id == cur.btf_id  # PTR_TO_BTF_ID: which kernel struct
+            and old.btf_id == cur.btf_id  # PTR_TO_BTF_ID: which struct, of which BTF
+            and (base_type(old.type) != RegType.PTR_TO_BTF_ID or _same_btf(old, cur))
             and idmap.check(old.id, cur.id) and idmap.check(old.ref_obj_id, cur.ref_obj_id))
+
+
+def _same_btf(old: RegState, cur: RegState) -> bool:
+    """Both point into the same BTF (the kernel's, or one program's: reg->btf)."""
+    from .alloc import reg_btf
+
+    return reg_btf(old) is reg_btf(cur)
 
 
 def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool,
@@ -87,7 +95,9 @@ def regsafe(old: RegState, cur: RegState, idmap: _IdMap, exact: bool,
         return (old.map is cur.map and old.off == cur.off and old.mem_size == cur.mem_size
                 and _range_within(old, cur) and tnum_in(old.scalar.var_off, cur.scalar.var_off)
                 and (not old.type & PTR_MAYBE_NULL or idmap.check(old.id, cur.id))
-                and idmap.check(old.ref_obj_id, cur.ref_obj_id))
+                and idmap.check(old.ref_obj_id, cur.ref_obj_id)
+                # the memcmp covers a slice's dynptr_id (kept in ``extra``)
+                and (t != RegType.PTR_TO_MEM or old.extra == cur.extra))
     if t in (RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET):
         if old.range < 0 or cur.range < 0:
             if old.range != cur.range:
@@ -127,6 +137,12 @@ def stacksafe(old: FuncState, cur: FuncState, idmap: _IdMap, exact: bool,
             from .iters import iter_slots_equal
 
             if cslot is None or not iter_slots_equal(oslot.spilled, cslot.spilled, idmap):
+                return False
+            continue
+        if oslot.slot_type[0] == SlotType.DYNPTR:
+            from .dynptr import dynptr_slots_equal
+
+            if cslot is None or not dynptr_slots_equal(oslot.spilled, cslot.spilled, idmap):
                 return False
             continue
         if oslot.is_spill and oslot.spilled is not None:

@@ -206,6 +206,10 @@ class RegState:
         base = base_type(t)
         if base == RegType.PTR_TO_ARENA:
             return out
+        if base == RegType.PTR_TO_BTF_ID:  # the struct's name: ptr_task_struct(...)
+            from .alloc import reg_type_name
+
+            out += reg_type_name(self)
         if base == RegType.PTR_TO_STACK:
             if frameno != self.frameno:
                 out += f"[{self.frameno}]"
@@ -341,6 +345,11 @@ class FuncState:
                 from .iters import format_iter_slot
 
                 out += format_iter_slot(off, slot.spilled)
+                continue
+            if types[0] == SlotType.DYNPTR:
+                from .dynptr import format_dynptr_slot
+
+                out += format_dynptr_slot(off, slot.spilled)
                 continue
             # Slot bytes print in slot_type order; a spill prints the bytes before
             # the first spilled one, then the register.
