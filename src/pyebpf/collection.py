@@ -57,7 +57,8 @@ def load_object(source: str | os.PathLike[str] | bytes | ObjectSpec, *,
     ``source`` is a path, the object's bytes, or an already parsed ObjectSpec.
     ``runtime``: the Runtime to load into (default: pyebpf's default runtime).
     ``verifier``: "kernel" or "structural" for these loads (default: the
-    runtime's setting). ``programs``: load only these (by name; maps are all
+    runtime's setting). ``programs``: load only these (by name; default: all
+    but those in ``SEC("?...")`` sections, as libbpf; maps are all
     created). ``prog_types``: types for programs whose section name doesn't say
     (``{"my_prog": ProgType.SCHED_CLS}``, or a (type, expected attach type)
     pair), keyed by program or section name. ``log_level``: keep the verifier
@@ -223,7 +224,8 @@ class Collection:
                   maps: str = "all") -> Collection:
         rt = runtime if runtime is not None else default_runtime()
         coll = cls(spec, rt)
-        wanted = list(spec.programs) if programs is None else list(programs)
+        wanted = ([n for n, ps in spec.programs.items() if ps.autoload] if programs is None
+                  else list(programs))
         for n in wanted:
             spec.program(n)  # KeyError with the list of programs
         saved = rt.verifier

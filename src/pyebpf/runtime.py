@@ -132,6 +132,11 @@ class Runtime:
         #: _task) and the NUMA node (bpf_get_numa_node_id): settable by tests.
         self.pid = 4242
         self.tgid = 4242
+        #: The current task's pid namespace, as stat(/proc/self/ns/pid) names it
+        #: (st_dev, st_ino: the initial namespace's): bpf_get_ns_current_pid_tgid
+        #: answers for it alone, with ``pid``/``tgid``.
+        self.pidns_dev = 4
+        self.pidns_ino = 0xEFFF_FFFC
         self.uid = 0
         self.gid = 0
         self.comm = "pyebpf"

@@ -294,3 +294,15 @@ def test_text_only_object() -> None:
     with load_object(spec, runtime=Runtime(),
                      prog_types={".text": ProgType.SOCKET_FILTER}) as o:
         assert o.programs["second"].test_run(data=bytes(20)).retval == 2
+
+
+def test_question_mark_section_is_typed_but_loaded_only_on_request() -> None:
+    spec = load_spec(DATA / "optional.o")
+    optional = spec.programs["on_request"]
+    assert (optional.section, optional.prog_type, optional.autoload) == \
+        ("tc", ProgType.SCHED_CLS, False)
+    assert spec.programs["always"].autoload
+    rt = Runtime()
+    assert list(load_object(spec, runtime=rt).programs) == ["always"]
+    coll = load_object(spec, runtime=rt, programs=["on_request"])
+    assert coll.programs["on_request"].test_run(bytes(64)).retval == 1

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(not LABELS.exists(), reason="../shared/samples i
 #: pyebpf's verifier seconds; PYEBPF_SLOW_SAMPLES=1 includes them.
 QUICK_LIMIT = 10_000
 STRUCTURAL_FLOOR = 207
-KERNEL_AGREEMENT_FLOOR = 225
+KERNEL_AGREEMENT_FLOOR = 226
 
 
 def _labels() -> list[dict]:

@@ -113,7 +113,8 @@ def test_func_proto_tiers() -> None:
     assert func_proto(93, xdp, cap_bpf=False) is None              # spin_lock: CAP_BPF
     assert func_proto(6, xdp, cap_perfmon=False) is None           # trace_printk: PERFMON
     assert func_proto(6, xdp) is HELPERS[6]
-    assert func_proto(16, xdp) is None                             # get_current_comm
+    assert func_proto(16, xdp, cap_perfmon=False) is None          # get_current_comm:
+    assert func_proto(16, xdp) is HELPERS[16]                      # PERFMON in 6.18
     assert func_proto(16, kprobe) is HELPERS[16]
     assert func_proto(16, ProgType.CGROUP_SOCK_ADDR) is HELPERS[16]
     assert func_proto(4, xdp) is None                              # probe_read: tracing only

@@ -112,3 +112,28 @@ def test_test_run_ctx_size_against_max_ctx_offset_matches_kernel(
     except BpfError as e:
         ours = -e.errno
     assert ours == kernel
+
+
+def test_known_tracepoints_take_the_kernels_argument_counts() -> None:
+    """Each tracepoint of links.tracing.RAW_TRACEPOINTS takes a program reading its
+    last argument and refuses one reading the next, on the kernel as its count says."""
+    from pyebpf.links.tracing import RAW_TRACEPOINTS
+
+    readers = {n: kernel_prog_load(RAW, encode(asm(f"ldxdw %r0, [%r1+{8 * (n - 1)}]\nexit")))
+               for n in range(1, max(RAW_TRACEPOINTS.values()) + 2)}
+    try:
+        counts = {}
+        for name, num_args in RAW_TRACEPOINTS.items():
+            outcome = []
+            for n in (num_args, num_args + 1):
+                try:
+                    kernel_close(int(kernel_bpf(Cmd.RAW_TRACEPOINT_OPEN, RawTracepointOpenAttr(
+                        name=name.encode() + b"\0", prog_fd=readers[n]))))
+                    outcome.append(True)
+                except BpfError:
+                    outcome.append(False)
+            counts[name] = num_args if outcome == [True, False] else outcome
+    finally:
+        for fd in readers.values():
+            kernel_close(fd)
+    assert counts == RAW_TRACEPOINTS

@@ -27,6 +27,8 @@ PROG_TYPES = [
     (P.SK_LOOKUP, AttachType.SK_LOOKUP, 0), (P.CGROUP_SOCK, 0, 0), (P.SK_REUSEPORT, 0, 0),
     (P.CGROUP_SYSCTL, 0, 0), (P.CGROUP_DEVICE, 0, 0), (P.KPROBE, 0, 0), (P.TRACEPOINT, 0, 0),
     (P.RAW_TRACEPOINT, 0, 0), (P.PERF_EVENT, 0, 0), (P.SYSCALL, 0, BPF_F_SLEEPABLE),
+    (P.CGROUP_SOCKOPT, AttachType.CGROUP_GETSOCKOPT, 0), (P.LWT_OUT, 0, 0),
+    (P.LWT_SEG6LOCAL, 0, 0), (P.SCHED_ACT, 0, 0), (P.NETFILTER, AttachType.NETFILTER, 0),
 ]
 IPV4 = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c000000004011") + bytes(14)
 IPV6 = bytes(12) + b"\x86\xdd" + bytes.fromhex("6000000000003b40") + bytes(32)

@@ -31,6 +31,7 @@ from links.sockmap_progs import (
     link_update,
     load,
     msg_addresses,
+    msg_apply_redirect_then_pass,
     msg_apply_then_drop,
     msg_cork,
     msg_edit,
@@ -147,7 +148,7 @@ def msg_pass_and_drop(be: Any) -> list[Any]:
 
 def msg_redirects(be: Any) -> list[Any]:
     out: list[Any] = []
-    for key, flags in ((1, BPF_F_INGRESS), (1, 0), (0, BPF_F_INGRESS), (3, 0), (1, 2)):
+    for key, flags in ((1, BPF_F_INGRESS), (1, 0), (0, BPF_F_INGRESS), (0, 0), (3, 0), (1, 2)):
         a, b, c, d, _ = _msg_setup(be, lambda m, r, k=key, f=flags: redirect(60, m, k, f))
         out += [be.send(a, b"redirect me"), _arrivals(be, a, b, c, d)]
     return out
@@ -155,7 +156,15 @@ def msg_redirects(be: Any) -> list[Any]:
 
 def msg_apply_bytes(be: Any) -> list[Any]:
     a, b, _, _, rec = _msg_setup(be, lambda m, r: msg_apply_then_drop(r, 3))
-    return [be.send(a, b"0123456789"), _arrivals(be, b), record(be, rec)[SLOT_RUNS]]
+    out: list[Any] = [be.send(a, b"0123456789"), _arrivals(be, b),
+                      record(be, rec)[SLOT_RUNS]]
+    # a redirect covering the first 4 bytes, then a pass for the rest
+    for flags in (BPF_F_INGRESS, 0):
+        a, b, c, d, rec = _msg_setup(be, lambda m, r, f=flags:
+                                     msg_apply_redirect_then_pass(r, m, 4, 1, f))
+        out += [be.send(a, b"0123456789"), _arrivals(be, b, c, d), record(be, rec)[SLOT_RUNS],
+                be.send(a, b"abc"), _arrivals(be, b, c, d), record(be, rec)[SLOT_RUNS]]
+    return out
 
 
 def msg_cork_bytes(be: Any) -> list[Any]:
@@ -393,6 +402,31 @@ def udp_sockets(be: Any) -> list[Any]:
         out += [insert(be, m, 0, be.udp_unconnected(True)), insert(be, m, 2, b),
                 insert(be, m, 1, c), be.send(a, b"one"), be.send(a, b"two"),
                 [be.recv(s) for s in (b, c, d)]]
+    # what the verdict reads: a datagram's payload is in the head (TCP's is paged)
+    rec = new_record(be)
+    m = be.be.map_create(MapType.SOCKMAP, 4, 4, 1)
+    attach(be, load(be, skb_record(rec), P.SK_SKB), m, A.SK_SKB_VERDICT)
+    a, b = be.udp_pair()
+    out += [insert(be, m, 0, b), be.send(a, b"datagram"), be.recv(b)]
+    r = record(be, rec)
+    local, remote = be.ports(b)
+    out += [r[0], r[1], r[2] == local,
+            r[3] == int.from_bytes(remote.to_bytes(2, "big"), "little") << 16, r[4], r[5]]
+    return out
+
+
+def redirects_to_udp(be: Any) -> list[Any]:
+    """A TCP socket's sk_msg may redirect into a UDP socket's ingress queue but not
+    out of it (SK_DROP); an sk_skb verdict may do both."""
+    out: list[Any] = []
+    for func, ptype, at in ((60, P.SK_MSG, A.SK_MSG_VERDICT), (52, P.SK_SKB, A.SK_SKB_VERDICT)):
+        for flags in (0, BPF_F_INGRESS):
+            m = be.be.map_create(MapType.SOCKMAP, 4, 4, 2)
+            attach(be, load(be, redirect(func, m, 1, flags), ptype), m, at)
+            a, b = be.pair()
+            c, d = be.udp_pair()
+            out += [insert(be, m, 0, a if ptype == P.SK_MSG else b), insert(be, m, 1, c),
+                    be.send(a, b"to udp"), [be.recv(s) for s in (b, c, d)]]
     return out
 
 
@@ -422,7 +456,7 @@ SCENARIOS = [attach_rules, insert_rules, msg_pass_and_drop, msg_redirects, msg_a
              msg_cork_bytes, msg_push_pop_pull, skb_verdicts, link_rules, map_contents,
              msg_ctx_fields, msg_addresses_v4_v6, msg_sock_view, attach_after_insert,
              stream_parser_lengths, stream_parser_errors, skb_ctx_and_helpers, udp_sockets,
-             hash_redirects]
+             redirects_to_udp, hash_redirects]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

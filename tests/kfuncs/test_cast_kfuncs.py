@@ -15,6 +15,8 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyebpf import Runtime, bpf
 from pyebpf.attr import MapCreateAttr, MapElemAttr, ProgLoadAttr, TestRunAttr
@@ -26,7 +28,7 @@ from pyebpf.isa.insn import Insn as I
 from pyebpf.kernel_btf import kernel_btf, kernel_struct_id, kernel_type_ids
 from pyebpf.kfuncs import KF, kfunc_by_name
 from pyebpf.kfuncs.cast import BTF_ID_CAST_TO_KERN_CTX, BTF_ID_RDONLY_CAST, KernelStructView
-from pyebpf.uapi import Cmd, MapType, ProgType
+from pyebpf.uapi import AttachType, Cmd, MapType, ProgType
 
 from ._load import Loaded, load
 
@@ -237,6 +239,21 @@ def test_an_unsimulated_kernel_ctx_struct_is_enotsupp() -> None:
                               "CGROUP_SOCK programs (bpf_cast_to_kern_ctx)")
 
 
+def test_netfilter_kernel_ctx_is_its_bpf_nf_ctx() -> None:
+    """NETFILTER's kernel ctx is the uapi one (no view: the same address); the lines
+    are Linux 6.18's for these bytes."""
+    rt = _kernel_rt()
+    buf = bytearray(1 << 16)
+    bpf(Cmd.PROG_LOAD, ProgLoadAttr(
+        prog_type=ProgType.NETFILTER, expected_attach_type=AttachType.NETFILTER,
+        insns=[CAST, I(0x79, 1, 0, 0, 0), I(0x71, 0, 1, 0, 0), I(0xB7, 0, 0, 0, 1), EXIT],
+        license="GPL", log_level=2, log_size=len(buf), log_buf=buf), runtime=rt)
+    log = bytes(buf).split(b"\0", 1)[0].decode()
+    assert "0: (85) call bpf_cast_to_kern_ctx#63548       ; R0=trusted_ptr_bpf_nf_ctx()" in log
+    assert ("1: (79) r1 = *(u64 *)(r0 +0)          ; R0=trusted_ptr_bpf_nf_ctx() "
+            "R1=ptr_nf_hook_state()") in log
+
+
 def test_kfunc_liveness_uses_the_prototypes_parameter_count() -> None:
     log = run_case("kctx_len").log
     assert "0: .1........ (85) call bpf_cast_to_kern_ctx#63548" in log
@@ -306,6 +323,25 @@ def test_probe_load_reads_mapped_memory_normally_and_sign_extends() -> None:
 def test_probe_load_past_the_end_of_a_region_reads_zero() -> None:
     vm = Vm([I(0x79, 0, 1, 0, 0), EXIT], owner=_Owner(frozenset({0})))
     assert vm.run(mem=bytes(range(1, 5))) == 0  # 8 bytes from a 4-byte region
+
+
+@settings(max_examples=200)
+@given(delta=st.integers(-5000, 5000), code=st.sampled_from([0x71, 0x69, 0x61, 0x79, 0x91,
+                                                             0x89, 0x81]))
+def test_a_probe_load_reads_what_a_load_would_or_zero(delta: int, code: int) -> None:
+    """Anywhere around a mapped region: the bytes when the whole load is inside it
+    (sign-extended for LDX_MEMSX), 0 otherwise, and never a fault."""
+    data = bytes(range(0x80, 0xA0))
+    width = {0x71: 1, 0x69: 2, 0x61: 4, 0x79: 8, 0x91: 1, 0x89: 2, 0x81: 4}[code]
+    vm = Vm([I(0x07, 1, 0, 0, delta), I(code, 0, 1, 0, 0), EXIT], owner=_Owner(frozenset({1})))
+    got = vm.run(mem=data)
+    if delta >= 0 and delta + width <= len(data):
+        value = int.from_bytes(data[delta:delta + width], "little")
+        if code in (0x91, 0x89, 0x81) and value >> (8 * width - 1):
+            value = (value - (1 << (8 * width))) & ((1 << 64) - 1)
+        assert got == value
+    else:
+        assert got == 0
 
 
 def test_an_unmarked_load_of_an_unmapped_address_still_faults() -> None:

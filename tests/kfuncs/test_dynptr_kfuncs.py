@@ -107,6 +107,10 @@ RUNS: dict[str, tuple[int, bytes | None]] = {
     # 0, 1, 2 ... the clone is [0, 1) and every access past it fails.
     "skb_params_from_packet": (4278613608, PACKET),
     "xdp_params_from_packet": (16353784, PACKET),
+    # A global function's const struct bpf_dynptr * is a read-only LOCAL dynptr
+    # to its body (the verifier's view; at run time it is the skb dynptr).
+    "dynptr_to_global_func": (65, PACKET),
+    "global_func_rdwr_slice": (0, PACKET),
 }
 
 #: Refused programs: (errno, the verifier's last line).
@@ -154,6 +158,10 @@ REFUSED: dict[str, tuple[int, str]] = {
                                   "bpf_dynptr_from_skb_meta is not allowed"),
     # bpf_dynptr_write into skb metadata may move the packet, as into the skb.
     "skb_meta_slice_after_write": (errno.EACCES, "R6 invalid mem access 'scalar'"),
+    "uninit_dynptr_to_global_func": (EINVAL, "Caller passes invalid args into func#1 "
+                                     "('global_size_and_byte')"),
+    # A packet slice spilled to the stack dies there too.
+    "spilled_slice_after_pull_data": (errno.EACCES, "R1 invalid mem access 'scalar'"),
 }
 
 #: Raw SCHED_CLS programs (tests/kfuncs/_dynptr.py RAW): None when accepted.

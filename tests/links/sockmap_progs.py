@@ -124,6 +124,20 @@ def msg_apply_then_drop(rec_fd: int, nbytes: int) -> list[Insn]:
     return p.build()
 
 
+def msg_apply_redirect_then_pass(rec_fd: int, map_fd: int, nbytes: int, key: int,
+                                 flags: int) -> list[Insn]:
+    """First run: bpf_msg_apply_bytes(nbytes) and return bpf_msg_redirect_map(ctx, map,
+    key, flags); later runs: SK_PASS."""
+    p = Asm()
+    p(movr(6, 1))
+    _slot(p, rec_fd, SLOT_RUNS, "pass")
+    p(ldx(8, 1, 0, 0), movr(7, 1), alu(ADD, 1, 1), stx(8, 0, 1, 0))
+    p.jmp(JNE, 7, 0, "pass")
+    p(movr(1, 6), mov(2, nbytes), call(61), movr(1, 6), *redirect(60, map_fd, key, flags))
+    p.label("pass")(*ret(1))
+    return p.build()
+
+
 def msg_cork(rec_fd: int, nbytes: int) -> list[Insn]:
     """Record the size seen; bpf_msg_cork_bytes(nbytes) while fewer have come; SK_PASS."""
     p = Asm()

@@ -184,3 +184,26 @@ def test_connect4_hook_rewrites_the_destination(rt: Runtime, sys_bpf: Any,
     got = cg.run(A.CGROUP_INET4_CONNECT, user_family=2, user_ip4=0x0100007F,
                  user_port=0x901F)
     assert (got.allow, got.ctx["user_port"]) == (True, 0x5000)
+
+
+def test_sock_hook_socket_cookie_is_one_per_socket(rt: Runtime, sys_bpf: Any,
+                                                   load: Any) -> None:
+    # bpf_get_socket_cookie_sock: the cookie of the socket being created, the same
+    # on every call; each new socket gets the next one (sock_gen_cookie).
+    cg = cgroup_root(rt).mkdir("a")
+    prog = load(ProgType.CGROUP_SOCK, """
+        mov %r6, %r1
+        call 46
+        mov %r7, %r0
+        mov %r1, %r6
+        call 46
+        mov %r2, 0
+        jne %r0, %r7, +1
+        mov %r2, %r0
+        stxw [%r6+16], %r2
+        mov %r0, 1
+        exit""", A.CGROUP_INET_SOCK_CREATE)
+    _attach(sys_bpf, cg.open(), prog, at=A.CGROUP_INET_SOCK_CREATE)
+    first = cg.run(A.CGROUP_INET_SOCK_CREATE, family=2).ctx["mark"]
+    second = cg.run(A.CGROUP_INET_SOCK_CREATE, family=2).ctx["mark"]
+    assert first > 0 and second == first + 1

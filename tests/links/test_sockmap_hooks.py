@@ -304,6 +304,16 @@ def test_query_reports_the_slots_program(be: PySockets) -> None:
     assert query(be, m, A.SK_MSG_VERDICT) == (0, 1)
 
 
+def test_query_takes_no_query_flags(be: PySockets) -> None:
+    from pyebpf.attr import ProgQueryAttr
+    from pyebpf.uapi import Cmd
+
+    with pytest.raises(BpfError) as e:
+        be.bpf(Cmd.PROG_QUERY, ProgQueryAttr(target_fd=sockmap(be),
+                                             attach_type=A.SK_MSG_VERDICT, query_flags=1))
+    assert e.value.errno == errno.EINVAL
+
+
 def test_a_program_attached_after_insertion_does_not_reach_the_socket(be: PySockets) -> None:
     m = sockmap(be)
     a, b = be.pair()
@@ -447,6 +457,17 @@ def test_redirect_to_a_listening_socket_drops(be: PySockets) -> None:
     insert(be, m, 0, a)
     insert(be, m, 1, be.listener())
     assert be.send(a, b"x") == -errno.EACCES
+
+
+def test_msg_redirect_out_of_a_udp_socket_drops_into_it_works(be: PySockets) -> None:
+    for flags, sent, got in ((0, -errno.EACCES, (b"", b"")), (BPF_F_INGRESS, 3, (b"udp", b""))):
+        m = sockmap(be)
+        attach(be, load(be, redirect(60, m, 1, flags), P.SK_MSG), m, A.SK_MSG_VERDICT)
+        a, _ = be.pair()
+        c, d = be.udp_pair()
+        insert(be, m, 0, a)
+        insert(be, m, 1, c)
+        assert be.send(a, b"udp") == sent and (c.recv(), d.recv()) == got
 
 
 def test_msg_redirect_hash_finds_the_socket_by_key(be: PySockets) -> None:

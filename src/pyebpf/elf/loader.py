@@ -534,13 +534,16 @@ class _Loader:
     def _link(self, main: _Func, *, from_text: bool) -> ProgramSpec:
         """Append called sub-programs, fix call offsets, collect map references."""
         sec_name = main.sec.name
+        # libbpf: a leading "?" only says "don't load unless asked for".
+        autoload = not sec_name.startswith("?")
+        sec_name = sec_name.removeprefix("?")
         match = None if from_text else section_prog_type(sec_name)
         prog = ProgramSpec(name=main.name, section=sec_name,
                            prog_type=match.prog_type if match else None,
                            expected_attach_type=match.expected_attach_type if match else 0,
                            type_source=match.source if match else None,
                            license=self.spec.license, kern_version=self.spec.kern_version,
-                           own_insn_cnt=main.cnt, from_text=from_text)
+                           own_insn_cnt=main.cnt, from_text=from_text, autoload=autoload)
         if match is not None and match.sec_def is not None:
             flags = match.sec_def.flags
             if flags & SecFlags.SLEEPABLE:

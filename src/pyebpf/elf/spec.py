@@ -141,6 +141,8 @@ class ProgramSpec:
     from_text: bool = False
     #: Why the program can't be loaded (an unresolved extern...), or None.
     link_error: str | None = None
+    #: False for ``SEC("?...")``: libbpf loads it only when asked for by name.
+    autoload: bool = True
 
     @property
     def insn_cnt(self) -> int:

@@ -80,6 +80,10 @@ class Helper:
     #: Program types whose table offers it behind CAP_PERFMON only (the socket
     #: casts of ``bpf_sk_base_func_proto``, net/core/filter.c).
     perfmon_types: frozenset[int] = frozenset()
+    #: expected_attach_types whose programs don't get it even where the program
+    #: type offers it (cgroup_common_func_proto refuses bpf_get_retval to sock_ops,
+    #: recvmsg, getpeername/getsockname and cgroup_skb programs).
+    denied_attach_types: frozenset[int] = frozenset()
 
     @property
     def kernel_name(self) -> str:
@@ -104,6 +108,7 @@ def register_helper(
     prog_types: Iterable[int] = (),
     type_protos: Mapping[int, Proto] | None = None,
     perfmon_types: Iterable[int] = (),
+    denied_attach_types: Iterable[int] = (),
 ) -> Callable[[HelperImpl], HelperImpl]:
     """Decorator adding an implementation to :data:`HELPERS` under ``func_id``.
 
@@ -118,7 +123,8 @@ def register_helper(
         own = {int(t): p for t, p in (type_protos or {}).items()}
         HELPERS[func_id] = Helper(func_id, name, impl, proto if proto is not None else Proto(),
                                   tier, frozenset(int(t) for t in prog_types) | set(own), own,
-                                  frozenset(int(t) for t in perfmon_types))
+                                  frozenset(int(t) for t in perfmon_types),
+                                  frozenset(int(t) for t in denied_attach_types))
         return impl
 
     return deco
@@ -127,7 +133,8 @@ def register_helper(
 _FAMILIES = ("time", "maps", "misc", "printf", "ringbuf", "skb", "csum", "packet", "tunnel",
              "sockopt", "fib", "timer", "perf_event", "stack", "cgroup_array", "redirect_map",
              "seq", "local_storage", "dynptr", "user_ringbuf", "task", "reuseport", "sockmap",
-             "kptr", "rc", "skc", "sk_msg", "btf_show", "trampoline")
+             "kptr", "rc", "skc", "sk_msg", "btf_show", "trampoline", "sysctl",
+             "cgroup_retval", "hdr_opt", "signal", "syscall_prog", "task_regs")
 
 
 def _load() -> None:
@@ -147,7 +154,8 @@ def helper_table() -> dict[int, Helper]:
 
 
 def func_proto(func_id: int, prog_type: int, *, cap_bpf: bool = True,
-               cap_perfmon: bool = True) -> Helper | None:
+               cap_perfmon: bool = True,
+               expected_attach_type: int | None = None) -> Helper | None:
     """The helper a program of ``prog_type`` gets for ``func_id``, or None.
 
     None is the kernel's ``get_func_proto`` returning NULL, which the verifier
@@ -158,6 +166,9 @@ def func_proto(func_id: int, prog_type: int, *, cap_bpf: bool = True,
     _load()
     helper = HELPERS.get(func_id)
     if helper is None:
+        return None
+    if expected_attach_type is not None and \
+            int(expected_attach_type) in helper.denied_attach_types:
         return None
     own = helper.type_protos.get(int(prog_type))
     if own is not None:

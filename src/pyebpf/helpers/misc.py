@@ -81,7 +81,7 @@ def get_current_pid_tgid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) ->
     return ((rt.tgid & M32) << 32) | (rt.pid & M32)
 
 
-@register_helper(15, "get_current_uid_gid", _INT,
+@register_helper(15, "get_current_uid_gid", _INT, tier="perfmon",
                  prog_types=TRACING_TYPES | _CGROUP_CURRENT)
 def get_current_uid_gid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     rt = runtime_of(vm, "get_current_uid_gid")
@@ -89,7 +89,7 @@ def get_current_uid_gid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> 
 
 
 @register_helper(16, "get_current_comm", Proto(RetType.RET_INTEGER,
-                 (A.ARG_PTR_TO_UNINIT_MEM, A.ARG_CONST_SIZE)),
+                 (A.ARG_PTR_TO_UNINIT_MEM, A.ARG_CONST_SIZE)), tier="perfmon",
                  prog_types=TRACING_TYPES | _CGROUP_CURRENT)
 def get_current_comm(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """strscpy_pad(buf, comm, size): the name, cut to size - 1, NUL-padded to size."""

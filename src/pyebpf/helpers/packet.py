@@ -342,6 +342,9 @@ class RedirectInfo:
     map_type: int = 0
     tgt_value: Any = None
     map: Any = None
+    #: bpf_redirect_neigh's next hop (``struct bpf_nh_params``, 20 bytes), None
+    #: without one (BPF_F_NEXTHOP unset: the route's gateway is the next hop).
+    nh: bytes | None = None
 
 
 def redirect_info(vm: Vm) -> RedirectInfo:
@@ -361,10 +364,131 @@ def redirect(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     if (r2 if is_xdp else r2 & ~BPF_F_INGRESS):
         return XDP_ABORTED if is_xdp else TC_ACT_SHOT
     info = redirect_info(vm)
-    info.tgt_index, info.flags = r1 & M32, r2
+    info.tgt_index, info.flags, info.nh = r1 & M32, r2, None
     # ifindex-based XDP redirects: map type UNSPEC with map_id INT_MAX
     info.map_id, info.map_type, info.tgt_value, info.map = 0x7FFF_FFFF, 0, None, None
     return XDP_REDIRECT if is_xdp else TC_ACT_REDIRECT
+
+
+#: The internal redirect flags skb_do_redirect reads (net/core/filter.c): never
+#: user-visible, so bpf_redirect refuses them as unknown flags.
+BPF_F_NEIGH, BPF_F_PEER, BPF_F_NEXTHOP = 1 << 1, 1 << 2, 1 << 3
+#: struct bpf_redir_neigh / struct bpf_nh_params: u32 nh_family, then a 16-byte
+#: union of the IPv4 or IPv6 next-hop address.
+BPF_REDIR_NEIGH_SIZE = 20
+
+
+@register_helper(155, "redirect_peer", Proto(RetType.RET_INTEGER, (A.ARG_ANYTHING,
+                                                                   A.ARG_ANYTHING)),
+                 prog_types=_TC)
+def redirect_peer(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Ask tc ingress to hand the packet to the peer of device ``ifindex`` (a veth or
+    netkit in another namespace) without a trip through the backlog queue. Any
+    flag: TC_ACT_SHOT. Whether the peer exists is only checked when the hook acts
+    (skb_do_redirect), so the return is TC_ACT_REDIRECT whatever ``ifindex`` is."""
+    if r2:
+        return TC_ACT_SHOT
+    info = redirect_info(vm)
+    info.tgt_index, info.flags, info.nh = r1 & M32, BPF_F_PEER, None
+    return TC_ACT_REDIRECT
+
+
+@register_helper(152, "redirect_neigh",
+                 Proto(RetType.RET_INTEGER,
+                       (A.ARG_ANYTHING, A.ARG_PTR_TO_MEM | TypeFlag.PTR_MAYBE_NULL
+                        | TypeFlag.MEM_RDONLY, A.ARG_CONST_SIZE_OR_ZERO, A.ARG_ANYTHING)),
+                 prog_types=_TC)
+def redirect_neigh(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Ask the hook to send the packet out of ``ifindex`` with a fresh L2 header
+    for the next hop's neighbour: the route's gateway, or the address in
+    ``params`` (``plen`` bytes of struct bpf_redir_neigh). A ``plen`` that is
+    neither 0 nor the struct's size, or any flag: TC_ACT_SHOT."""
+    plen = _s32(r3)
+    if (plen and plen < BPF_REDIR_NEIGH_SIZE) or r4:
+        return TC_ACT_SHOT
+    info = redirect_info(vm)
+    info.tgt_index = r1 & M32
+    info.flags = BPF_F_NEIGH | (BPF_F_NEXTHOP if plen else 0)
+    info.nh = vm.memory.read(r2, BPF_REDIR_NEIGH_SIZE) if plen else None
+    return TC_ACT_REDIRECT
+
+
+# -- bpf_check_mtu ------------------------------------------------------------------------------
+
+BPF_MTU_CHK_SEGS = 1 << 0
+BPF_MTU_CHK_RET_SUCCESS, BPF_MTU_CHK_RET_FRAG_NEEDED, BPF_MTU_CHK_RET_SEGS_TOOBIG = 0, 1, 2
+#: dev->hard_header_len of the devices pyebpf simulates (all Ethernet-like: lo, veth).
+HARD_HEADER_LEN = ETH_HLEN
+
+
+def _dev_via_ifindex(vm: Vm, dev: Any, ifindex: int) -> Any:
+    """__dev_via_ifindex: the program's own device for 0, else dev_get_by_index."""
+    from ..progs.skb import _netdev
+
+    return dev if ifindex == 0 else _netdev(vm.runtime, ifindex)
+
+
+def _xdp_check_mtu(vm: Vm, ctx: int, ifindex: int, mtu_len: int, len_diff: int,
+                   flags: int) -> tuple[int, int | None]:
+    """bpf_xdp_check_mtu: (the return, the MTU to store in *mtu_len or None)."""
+    from ..progs.skb import _netdev
+
+    xdp = _xdp(vm, ctx)
+    if flags:  # no multi-buffer segment check
+        return -errno.EINVAL, None
+    own = _netdev(vm.runtime, xdp.ingress_ifindex or 1)  # xdp->rxq->dev
+    dev = _dev_via_ifindex(vm, own, ifindex)
+    if dev is None:
+        return -errno.ENODEV, None
+    xdp_len = (mtu_len + HARD_HEADER_LEN) if mtu_len else xdp.data_end - xdp.data
+    fits = _s32(xdp_len + len_diff) <= dev.mtu + HARD_HEADER_LEN
+    return (BPF_MTU_CHK_RET_SUCCESS if fits else BPF_MTU_CHK_RET_FRAG_NEEDED), dev.mtu
+
+
+def _skb_check_mtu(vm: Vm, ctx: int, ifindex: int, mtu_len: int, len_diff: int,
+                   flags: int) -> tuple[int, int | None]:
+    """bpf_skb_check_mtu: (the return, the MTU to store in *mtu_len or None)."""
+    skb = skb_arg(vm, ctx)
+    if flags & ~BPF_MTU_CHK_SEGS:
+        return -errno.EINVAL, None
+    if flags & BPF_MTU_CHK_SEGS and (len_diff or mtu_len):
+        return -errno.EINVAL, None
+    dev = _dev_via_ifindex(vm, skb.dev, ifindex)
+    if dev is None:
+        return -errno.ENODEV, None
+    skb_len = (mtu_len + HARD_HEADER_LEN) if mtu_len else skb.len
+    if _s32(skb_len + len_diff) <= dev.mtu + HARD_HEADER_LEN:
+        return BPF_MTU_CHK_RET_SUCCESS, dev.mtu
+    if not skb.gso_size_:  # !skb_is_gso
+        return BPF_MTU_CHK_RET_FRAG_NEEDED, dev.mtu
+    if flags & BPF_MTU_CHK_SEGS:
+        # Sizing the segments needs the transport header, which a pyebpf skb never
+        # has set (a GSO skb comes only from a test run's ctx): EINVAL, as the
+        # kernel answers for such an skb, so BPF_MTU_CHK_RET_SEGS_TOOBIG never is.
+        return -errno.EINVAL, None
+    return BPF_MTU_CHK_RET_SUCCESS, dev.mtu  # the segments may each fit
+
+
+@register_helper(163, "check_mtu",
+                 Proto(RetType.RET_INTEGER,
+                       (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING,
+                        A.ARG_PTR_TO_FIXED_SIZE_MEM | TypeFlag.MEM_WRITE | TypeFlag.MEM_ALIGNED,
+                        A.ARG_ANYTHING, A.ARG_ANYTHING),
+                       gpl_only=True, arg_size=(0, 0, 4, 0, 0)),
+                 prog_types=_TC | {P.XDP})
+def check_mtu(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Would the packet, grown by ``len_diff`` (or an L3 length of ``*mtu_len``
+    when that is non-zero), fit the MTU of device ``ifindex`` (0: the program's
+    own)? BPF_MTU_CHK_RET_SUCCESS or _FRAG_NEEDED (a GSO skb over the MTU
+    succeeds: its segments are checked only with BPF_MTU_CHK_SEGS), and
+    ``*mtu_len`` is set to the MTU; an error leaves it alone. The XDP form
+    (bpf_xdp_check_mtu) takes no flags."""
+    mtu_len = int.from_bytes(vm.memory.read(r3, 4), "little")
+    check = _xdp_check_mtu if getattr(vm.owner, "prog_type", None) == P.XDP else _skb_check_mtu
+    ret, mtu = check(vm, r1, r2 & M32, mtu_len, _s32(r4), r5)
+    if mtu is not None:
+        vm.memory.write(r3, mtu.to_bytes(4, "little"))
+    return neg(-ret) if ret < 0 else ret
 
 
 @register_helper(188, "xdp_get_buff_len", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,)),
@@ -580,6 +704,57 @@ def skb_adjust_room(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
             return neg(-err)
         if not flags & BPF_F_ADJ_ROOM_NO_CSUM_RESET and skb.ip_summed == 1:
             skb.ip_summed = 0  # __skb_reset_checksum_unnecessary
+        return 0
+    finally:
+        skb.compute_data_pointers()
+
+
+# -- bpf_skb_change_proto -----------------------------------------------------------------------
+
+#: sizeof(struct ipv6hdr) - sizeof(struct iphdr): the room an IPv4 <-> IPv6 change makes.
+_IP_XLAT_DIFF = _NET_BASE_LEN[ETH_P_IPV6] - _NET_BASE_LEN[ETH_P_IP]
+
+
+def _proto_4_to_6(vm: Vm, skb: SkBuff) -> int:
+    """bpf_skb_proto_4_to_6: 20 zeroed bytes after the MAC header (skb_cow first)."""
+    if skb.headroom < _IP_XLAT_DIFF:
+        delta = _IP_XLAT_DIFF - skb.headroom
+        expand_head(vm, skb, (delta + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD, 0)
+    _net_hdr_push(skb, skb.network_off - skb.mac_off, _IP_XLAT_DIFF)
+    skb.protocol = _be16(ETH_P_IPV6)
+    return 0
+
+
+def _proto_6_to_4(skb: SkBuff) -> int:
+    """bpf_skb_proto_6_to_4: drop 20 bytes after the MAC header."""
+    err = _net_hdr_pop(skb, skb.network_off - skb.mac_off, _IP_XLAT_DIFF)
+    if err:
+        return err
+    skb.protocol = _be16(ETH_P_IP)
+    return 0
+
+
+@register_helper(31, "skb_change_proto", _CTX_ANY_ANY, prog_types=_TC)
+def skb_change_proto(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Turn an IPv4 packet into an IPv6 one or back (NAT64): only the room for the
+    new L3 header is made (zeroed, right after the MAC header) and
+    skb->protocol set; the program writes the header itself. ``proto`` is
+    the __be16 ETH_P_IPV6 / ETH_P_IP; any other change: -ENOTSUPP."""
+    skb = skb_arg(vm, r1)
+    to_proto = _be16(r2 & 0xFFFF)
+    try:
+        if r3:
+            return neg(errno.EINVAL)
+        from_proto = _be16(skb.protocol)
+        if from_proto == ETH_P_IP and to_proto == ETH_P_IPV6:
+            err = _proto_4_to_6(vm, skb)
+        elif from_proto == ETH_P_IPV6 and to_proto == ETH_P_IP:
+            err = _proto_6_to_4(skb)
+        else:
+            return neg(ENOTSUPP)
+        if err:
+            return neg(-err)
+        skb.hash = skb.sw_hash = skb.l4_hash = 0  # skb_clear_hash
         return 0
     finally:
         skb.compute_data_pointers()

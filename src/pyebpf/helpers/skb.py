@@ -13,14 +13,16 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from ..errors import BpfFault
 from ..uapi import ProgType
 from . import register_helper
-from ._util import M32, check_writable, neg, runtime_of, skb_arg
+from ._util import M32, check_writable, ctx_object, neg, runtime_of, skb_arg
 from .proto import ArgType, Proto, RetType, TypeFlag
 
 if TYPE_CHECKING:
     from ..engine.interpreter import Vm
     from ..progs.skb import SkBuff
+    from ..runtime import Runtime
 
 A = ArgType
 P = ProgType
@@ -32,7 +34,7 @@ _LOAD_BYTES_TYPES = frozenset({P.SOCKET_FILTER, P.SCHED_CLS, P.SCHED_ACT, P.CGRO
 #: ... and the socket lookups (bpf_sk_lookup_tcp and friends).
 _LOOKUP_TYPES = frozenset({P.SCHED_CLS, P.SCHED_ACT, P.XDP, P.SK_SKB, P.CGROUP_SOCK_ADDR,
                            P.CGROUP_SKB, P.SK_LOOKUP})
-#: ... and the socket casts of skb->sk.
+#: ... and the socket casts of skb->sk (sk_skb programs get only some of them).
 _CAST_TYPES = frozenset({P.SCHED_CLS, P.SCHED_ACT, P.CGROUP_SKB, P.SK_SKB})
 _RDONLY_MEM = A.ARG_PTR_TO_MEM | TypeFlag.MEM_RDONLY
 
@@ -68,11 +70,14 @@ def _lookup(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return 0
 
 
-register_helper(84, "sk_lookup_tcp", _LOOKUP, prog_types=_LOOKUP_TYPES)(_lookup)
-register_helper(85, "sk_lookup_udp", _LOOKUP, prog_types=_LOOKUP_TYPES)(_lookup)
+#: sk_lookup programs select a socket but can't look one up (sk_lookup_func_proto
+#: offers sk_assign and sk_release only).
+_TUPLE_LOOKUP_TYPES = _LOOKUP_TYPES - {P.SK_LOOKUP}
+register_helper(84, "sk_lookup_tcp", _LOOKUP, prog_types=_TUPLE_LOOKUP_TYPES)(_lookup)
+register_helper(85, "sk_lookup_udp", _LOOKUP, prog_types=_TUPLE_LOOKUP_TYPES)(_lookup)
 register_helper(99, "skc_lookup_tcp",
                 Proto(RetType.RET_PTR_TO_SOCK_COMMON_OR_NULL, _LOOKUP.args, pkt_access=True),
-                prog_types=_LOOKUP_TYPES)(_lookup)
+                prog_types=_TUPLE_LOOKUP_TYPES)(_lookup)
 
 
 @register_helper(86, "sk_release",
@@ -85,7 +90,7 @@ def sk_release(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 @register_helper(95, "sk_fullsock",
                  Proto(RetType.RET_PTR_TO_SOCKET_OR_NULL, (A.ARG_PTR_TO_SOCK_COMMON,)),
-                 prog_types=_CAST_TYPES)
+                 prog_types=_CAST_TYPES - {P.SK_SKB})
 def sk_fullsock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """The test-run socket is a full socket: the same pointer."""
     return r1
@@ -93,7 +98,7 @@ def sk_fullsock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 @register_helper(96, "tcp_sock",
                  Proto(RetType.RET_PTR_TO_TCP_SOCK_OR_NULL, (A.ARG_PTR_TO_SOCK_COMMON,)),
-                 prog_types=_CAST_TYPES)
+                 prog_types=_CAST_TYPES - {P.SK_SKB})
 def tcp_sock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Only TCP sockets cast; the test-run socket is not one: NULL."""
     return 0
@@ -109,18 +114,28 @@ _CTX = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,))
 OVERFLOWUID = 65534
 
 
-@register_helper(46, "get_socket_cookie", _CTX, prog_types=_SKB_TYPES)
+#: The sock hooks whose ctx stands for a socket (bpf_sock, bpf_sock_addr, sock_ops):
+#: get_socket_cookie's _sock, _sock_addr and _sock_ops prototypes.
+_SOCK_CTX_TYPES = frozenset({P.CGROUP_SOCK, P.CGROUP_SOCK_ADDR, P.SOCK_OPS})
+
+
+@register_helper(46, "get_socket_cookie", _CTX, prog_types=_SKB_TYPES | _SOCK_CTX_TYPES)
 def get_socket_cookie(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    """The skb's socket's cookie (handed out from the runtime's counter on first
-    use, as sock_gen_cookie does), 0 without a socket."""
-    sk = skb_arg(vm, r1).sk
+    """The cookie of the ctx's socket (handed out from the runtime's counter on
+    first use, as sock_gen_cookie does); 0 for an skb without a socket. In the
+    sock hooks the ctx is the socket itself (a bpf_sock or bpf_sock_addr run
+    stands for one socket) or, for sock_ops, the socket of the call."""
+    from ..progs.skb import SkBuff
+
+    obj = ctx_object(vm, r1, object, "socket")
+    sk = obj.sk if isinstance(obj, SkBuff) else getattr(obj, "sock", obj)
     if sk is None:
         return 0
-    if not sk.cookie:
+    if not getattr(sk, "cookie", 0):
         rt = runtime_of(vm, "get_socket_cookie")
         rt.last_socket_cookie += 1
         sk.cookie = rt.last_socket_cookie
-    return sk.cookie
+    return int(sk.cookie)
 
 
 @register_helper(47, "get_socket_uid", _CTX, prog_types=_SKB_TYPES)
@@ -136,7 +151,8 @@ def skb_cgroup_id(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 
 @register_helper(122, "get_netns_cookie", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX_OR_NULL,)),
-                 prog_types=_SKB_TYPES - {P.SK_SKB} | {P.CGROUP_SOCK, P.SOCK_OPS, P.SK_MSG})
+                 prog_types=_SKB_TYPES - {P.SK_SKB} | {P.CGROUP_SOCK, P.SOCK_OPS, P.SK_MSG,
+                                                      P.CGROUP_SOCK_ADDR, P.CGROUP_SOCKOPT})
 def get_netns_cookie(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """The cookie of the ctx's network namespace (NULL: init_net's); pyebpf
     runs everything in one namespace, the runtime's ``netns_cookie``."""
@@ -267,3 +283,199 @@ def get_listener_sock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
     socket is closed)."""
     state = int.from_bytes(vm.memory.read(r1 + _BPF_SOCK_STATE, 4), "little")
     return r1 if state == TCP_LISTEN else 0
+
+
+# -- ECN, timestamps, classid ------------------------------------------------------------------
+
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+INET_ECN_MASK = INET_ECN_CE = 3
+CHECKSUM_COMPLETE = 2
+
+
+def _proto(skb: SkBuff) -> int:
+    """skb->protocol in host order."""
+    return ((skb.protocol & 0xFF) << 8) | (skb.protocol >> 8)
+
+
+ETH_HLEN, VLAN_HLEN, VLAN_MAX_DEPTH = 14, 4, 8
+_VLAN_TYPES = (0x8100, 0x88A8)
+
+
+def _proto_skip_vlan(skb: SkBuff) -> int:
+    """skb_protocol(skb, true): skb->protocol, or for a VLAN-tagged packet the
+    type under its tags (__vlan_get_protocol: the first tag's header is read
+    from mac_len - VLAN_HLEN, at most VLAN_MAX_DEPTH headers read; 0 past that
+    or past the packet)."""
+    proto = _proto(skb)
+    if proto not in _VLAN_TYPES:
+        return proto
+    mac_len = skb.network_off - skb.mac_off
+    if mac_len and mac_len < VLAN_HLEN:
+        return 0
+    depth, parse_depth = (mac_len - VLAN_HLEN) if mac_len else ETH_HLEN, VLAN_MAX_DEPTH
+    while proto in _VLAN_TYPES:
+        if parse_depth == 0:
+            return 0
+        parse_depth -= 1
+        if depth + VLAN_HLEN > skb.len:  # skb_header_pointer fails
+            return 0
+        at = skb.data_off + depth + 2
+        proto = int.from_bytes(skb.buf[at:at + 2], "big")
+        depth += VLAN_HLEN
+    return proto
+
+
+def _csum16_add(csum: int, addend: int) -> int:
+    """csum16_add: one's-complement add of two 16-bit values (as they lie in memory)."""
+    res = (csum + addend) & 0xFFFF
+    return (res + (res < addend)) & 0xFFFF
+
+
+def _ip_ecn_set_ce(skb: SkBuff, at: int) -> int:
+    """IP_ECN_set_ce: mark CE in an ECN-capable IPv4 header, fixing its checksum
+    incrementally; 1 if the header is now CE, 0 for a not-ECT one."""
+    tos = skb.buf[at + 1]
+    ecn = (tos + 1) & INET_ECN_MASK
+    if not ecn & 2:
+        return int(not ecn)
+    # htons(0xFFFB) + htons(ecn), in a little-endian u16's view of the bytes
+    check_add = (0xFBFF + (ecn << 8)) & 0xFFFF
+    check = int.from_bytes(skb.buf[at + 10:at + 12], "little")
+    skb.buf[at + 10:at + 12] = _csum16_add(check, check_add).to_bytes(2, "little")
+    skb.buf[at + 1] = tos | INET_ECN_CE
+    return 1
+
+
+def _ip6_ecn_set_ce(skb: SkBuff, at: int) -> int:
+    """IP6_ECN_set_ce: mark CE in the traffic class of an ECN-capable IPv6 header
+    (and follow the change in a CHECKSUM_COMPLETE sum)."""
+    first = int.from_bytes(skb.buf[at:at + 4], "big")
+    if not (first >> 20) & INET_ECN_MASK:  # INET_ECN_is_not_ect(ipv6_get_dsfield)
+        return 0
+    to = first | (INET_ECN_CE << 20)
+    skb.buf[at:at + 4] = to.to_bytes(4, "big")
+    if skb.ip_summed == CHECKSUM_COMPLETE:
+        from .csum import csum_add, csum_sub
+
+        frm_w = int.from_bytes(first.to_bytes(4, "big"), "little")
+        to_w = int.from_bytes(to.to_bytes(4, "big"), "little")
+        skb.csum = csum_add(csum_sub(skb.csum, frm_w), to_w)
+    return 1
+
+
+@register_helper(97, "skb_ecn_set_ce", _CTX, prog_types=_TC | {P.CGROUP_SKB})
+def skb_ecn_set_ce(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Mark Congestion Experienced in the packet's IP header (the way an AQM
+    does): 1 if the packet now carries CE, 0 if it can't (not ECN-capable,
+    not IP, or a header shorter than the linear data holds)."""
+    skb = skb_arg(vm, r1)
+    proto = _proto_skip_vlan(skb)
+    iphdr_len = {ETH_P_IP: 20, ETH_P_IPV6: 40}.get(proto)
+    if iphdr_len is None or skb.headlen < iphdr_len:
+        return 0
+    at = skb.network_off  # ip_hdr(skb): where the tags, if any, begin
+    if at + iphdr_len > skb.data_off + skb.headlen:  # past skb_tail_pointer
+        return 0
+    return _ip_ecn_set_ce(skb, at) if proto == ETH_P_IP else _ip6_ecn_set_ce(skb, at)
+
+
+#: enum bpf_skb_tstamp_type (BPF_SKB_TSTAMP_DELIVERY_MONO is CLOCK_MONOTONIC's old name).
+BPF_SKB_CLOCK_REALTIME, BPF_SKB_CLOCK_MONOTONIC, BPF_SKB_CLOCK_TAI = 0, 1, 2
+
+
+@register_helper(192, "skb_set_tstamp",
+                 Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTHING)),
+                 prog_types=_TC)
+def skb_set_tstamp(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Set skb->tstamp and what clock it is on (REALTIME: a receive time, which
+    may be 0 to clear it; MONOTONIC / TAI: a delivery time for the qdisc,
+    never 0). Only IPv4 and IPv6 packets: -EOPNOTSUPP for others."""
+    skb = skb_arg(vm, r1)
+    tstamp, tstamp_type = r2, r3 & M32
+    if _proto(skb) not in (ETH_P_IP, ETH_P_IPV6):
+        return neg(errno.EOPNOTSUPP)
+    if tstamp_type not in (BPF_SKB_CLOCK_REALTIME, BPF_SKB_CLOCK_MONOTONIC,
+                           BPF_SKB_CLOCK_TAI):
+        return neg(errno.EINVAL)
+    if tstamp_type != BPF_SKB_CLOCK_REALTIME and not tstamp:
+        return neg(errno.EINVAL)
+    skb.tstamp, skb.tstamp_type = tstamp, tstamp_type  # SKB_CLOCK_* have the same values
+    return 0
+
+
+@register_helper(151, "skb_cgroup_classid", _CTX, prog_types=_TC)
+def skb_cgroup_classid(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The net_cls classid of the skb's (full) socket; 0 without a socket.
+    sk_alloc gives a socket its creator's classid (sock_update_classid): a
+    test-run skb's socket is the caller's, the runtime's ``net_cls_classid``."""
+    skb = skb_arg(vm, r1)
+    if skb.sk is None:
+        return 0
+    return runtime_of(vm, "skb_cgroup_classid").net_cls_classid
+
+
+# -- cgroup ancestors of a socket ---------------------------------------------------------------
+
+TCP_TIME_WAIT = 6
+_CTX_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING))
+
+
+def _s32(v: int) -> int:
+    v &= M32
+    return v - (1 << 32) if v >> 31 else v
+
+
+def ancestor_cgroup_id(rt: Runtime, cgroup_id: int, level: int) -> int:
+    """cgroup_id(cgroup_ancestor(cgrp, level)): the id of the ancestor at
+    ``level`` (0: the root), 0 for a negative level or one below the cgroup."""
+    from ..maps.cgroup_array import cgroup_ancestors
+
+    chain = cgroup_ancestors(rt, cgroup_id)
+    return chain[level] if 0 <= level < len(chain) else 0
+
+
+@register_helper(83, "skb_ancestor_cgroup_id", _CTX_ANY, prog_types=_TC | {P.CGROUP_SKB})
+def skb_ancestor_cgroup_id(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The id of the ancestor at ``ancestor_level`` of the cgroup of the skb's
+    socket (the runtime's ``cgroup_id``): what a program asks to tell apart
+    traffic of containers below one cgroup. 0 without a socket."""
+    skb = skb_arg(vm, r1)
+    if skb.sk is None:
+        return 0
+    rt = runtime_of(vm, "skb_ancestor_cgroup_id")
+    return ancestor_cgroup_id(rt, rt.cgroup_id, _s32(r2))
+
+
+def _full_sock_cgroup(vm: Vm, addr: int, helper: str) -> int | None:
+    """The cgroup id of the full socket behind ``addr`` (sk_to_full_sk: a request
+    socket stands for its listener); None for a timewait socket, which has no
+    cgroup. pyebpf's sockets are all in the runtime's ``cgroup_id``."""
+    from .skc import sock_facts_at
+
+    found = sock_facts_at(vm, addr)
+    if found is None:
+        raise BpfFault(f"bpf_{helper}: no socket at {addr:#x}")
+    facts = found[1]
+    if facts.tcp_prot and facts.state == TCP_TIME_WAIT:
+        return None
+    return runtime_of(vm, helper).cgroup_id
+
+
+_SK = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_BTF_ID_SOCK_COMMON,))
+_SK_ANY = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_BTF_ID_SOCK_COMMON, A.ARG_ANYTHING))
+
+
+@register_helper(128, "sk_cgroup_id", _SK, prog_types={P.CGROUP_SKB})
+def sk_cgroup_id(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The cgroup v2 id of socket ``sk`` (0 for a socket without one)."""
+    cgroup = _full_sock_cgroup(vm, r1, "sk_cgroup_id")
+    return 0 if cgroup is None else cgroup
+
+
+@register_helper(129, "sk_ancestor_cgroup_id", _SK_ANY, prog_types={P.CGROUP_SKB})
+def sk_ancestor_cgroup_id(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """The id of the ancestor at ``ancestor_level`` of socket ``sk``'s cgroup."""
+    cgroup = _full_sock_cgroup(vm, r1, "sk_ancestor_cgroup_id")
+    if cgroup is None:
+        return 0
+    return ancestor_cgroup_id(runtime_of(vm, "sk_ancestor_cgroup_id"), cgroup, _s32(r2))

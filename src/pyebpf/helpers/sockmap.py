@@ -2,13 +2,14 @@
 sock_ops updates of SOCKMAP and SOCKHASH.
 
 A redirect looks the socket up in the map (``pyebpf.links.inet`` sockets):
-flags other than BPF_F_INGRESS, an empty slot, or a socket that can't be
-redirected to (a listening TCP socket, an unconnected UDP one) return
-SK_DROP; otherwise the target is recorded on the sk_msg (``msg->sk_redir``,
-``msg->flags``) or the skb (skb_bpf_set_redir) and the helper returns
-SK_PASS, which the program returns for the redirect to happen
-(``pyebpf.links.sockmap`` carries it out). An update from sock_ops
-(``run_sock_ops`` on an InetSocket's ``sock``) inserts that socket from the
+flags other than BPF_F_INGRESS, an empty slot, a socket that can't be
+redirected to (a listening TCP socket, an unconnected UDP one), or an sk_msg
+egress redirect to a UDP socket return SK_DROP; otherwise the target is
+recorded on the sk_msg (``msg->sk_redir``, ``msg->flags``) or the skb
+(skb_bpf_set_redir) and the helper returns SK_PASS, which the program returns
+for the redirect to happen (``pyebpf.links.sockmap`` carries it out). An
+update from sock_ops (a cgroup's program on ``socket_pair(rt, cgroup=...)``,
+or ``run_sock_ops`` on an InetSocket's ``sock``) inserts that socket from the
 established and listen callbacks; other callbacks, and sockets that are no
 InetSocket, get -EOPNOTSUPP. The prototypes are the kernel's, so programs
 using them verify as on the kernel.
@@ -56,6 +57,8 @@ def _redirect(vm: Vm, ctx: int, map_addr: int, key: bytes | int, flags: int, hel
     if sk is None or not redirect_allowed(sk):
         return SK_DROP
     if helper.startswith("msg"):
+        if not flags & BPF_F_INGRESS and not sk.is_tcp:
+            return SK_DROP  # sk_msg egress goes out of TCP sockets only
         msg = msg_from_ctx(vm.memory, ctx)
         if msg is None:
             raise BpfFault(f"bpf_{helper}: r1 is not an sk_msg ctx")

@@ -124,7 +124,7 @@ def get_stack(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 @register_helper(141, "get_task_stack", Proto(RetType.RET_INTEGER, (
     A.ARG_PTR_TO_BTF_ID, *_STACK_ARGS), arg_btf_id=btf_ids(arg1="task_struct")),
-    prog_types=TRACING_TYPES)
+    prog_types=TRACING_TYPES, tier="perfmon")
 def get_task_stack(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """bpf_get_task_stack(task, buf, size, flags)."""
     return _get_stack(vm, r2, r3, r4, "get_task_stack", r1)

@@ -40,10 +40,12 @@ def ktime_get_boot_ns(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
 def _coarse_clock_types() -> frozenset[int]:
     """bpf_base_func_proto offers bpf_ktime_get_coarse_ns, but bpf_tracing_func_proto
     (kprobe, tracepoint, perf_event, raw tracepoints, fentry/fexit, LSM) withholds
-    it: the coarse clock's seqlock isn't safe from NMI context."""
+    it: the coarse clock's seqlock isn't safe from NMI context. 6.18 doesn't offer it
+    to cgroup device, sockopt and netfilter programs either (measured)."""
     from ..uapi import ProgType
 
-    withheld = TRACING_TYPES - {int(ProgType.SYSCALL)}
+    withheld = TRACING_TYPES - {int(ProgType.SYSCALL)} | {
+        int(ProgType.CGROUP_DEVICE), int(ProgType.CGROUP_SOCKOPT), int(ProgType.NETFILTER)}
     return frozenset(int(t) for t in ProgType if int(t) not in withheld)
 
 

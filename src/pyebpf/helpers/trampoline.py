@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ..errors import BpfFault
 from ..uapi import AttachType, ProgType
 from . import register_helper
-from ._util import neg
+from ._util import TRACING_TYPES, neg
 from .proto import ArgType as A
 from .proto import Proto, RetType, TypeFlag, sized
 
@@ -81,14 +81,31 @@ def get_func_arg_cnt(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int
 
 
 @register_helper(173, "get_func_ip", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,),
-                                           gpl_only=True), prog_types=_TRAMPOLINE_TYPES)
+                                           gpl_only=True), prog_types=TRACING_TYPES)
 def get_func_ip(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Every type of bpf_tracing_func_proto gets a prototype; the verifier
+    (check_get_func_ip) keeps it to kprobes and trampolines. A kprobe's is
+    bpf_get_func_ip_kprobe: the probed function's address (pyebpf's kprobes
+    fire at function entry), 0 for a function pyebpf's kernel doesn't have."""
+    prog = vm.owner
+    if prog is not None and prog.prog_type == ProgType.KPROBE:
+        from .kprobe import kprobe_running_ip
+
+        return kprobe_running_ip(vm.runtime) if vm.runtime is not None else 0
     _nr_args(vm, r1)
     return vm.memory.load(r1 - 16, 8)
 
 
+#: Where bpf_get_attach_cookie exists: the trampoline types, and the perf-event
+#: hooks (kprobe, tracepoint, perf_event) and raw tracepoints with their links'
+#: cookies (checked on 6.18 by loading).
+_COOKIE_TYPES = (*_TRAMPOLINE_TYPES, int(ProgType.KPROBE), int(ProgType.TRACEPOINT),
+                 int(ProgType.PERF_EVENT), int(ProgType.RAW_TRACEPOINT),
+                 int(ProgType.RAW_TRACEPOINT_WRITABLE))
+
+
 @register_helper(174, "get_attach_cookie", Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,)),
-                 prog_types=_TRAMPOLINE_TYPES)
+                 prog_types=_COOKIE_TYPES)
 def get_attach_cookie(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     from ..progs.tracing_btf import attach_cookie
 

@@ -1,4 +1,5 @@
-"""Tunnel metadata helpers: ``bpf_skb_set_tunnel_key`` / ``bpf_skb_get_tunnel_key``.
+"""Tunnel metadata helpers: ``bpf_skb_set_tunnel_key`` / ``bpf_skb_get_tunnel_key``
+and the options beside the key, ``bpf_skb_set_tunnel_opt`` / ``bpf_skb_get_tunnel_opt``.
 
 A tc program encapsulating through a collect-metadata tunnel device sets the
 outer header's fields as tunnel metadata on the skb (a ``metadata_dst``); a
@@ -47,6 +48,14 @@ IPV6_FLOWLABEL_MASK = 0x000F_FFFF
 #: The tunnel flag bits ip_tunnel_flags_to_be16 reports (the old __be16 TUNNEL_* values).
 TUNNEL_CSUM, TUNNEL_KEY, TUNNEL_SEQ = 0x01, 0x04, 0x08
 TUNNEL_DONT_FRAGMENT, TUNNEL_NOCACHE = 0x0100, 0x2000
+#: TUNNEL_OPTIONS_PRESENT: the GENEVE, VXLAN, ERSPAN and GTP option bits
+#: ip_tunnel_set_options_present sets (the PFCP one lies past the 16 bits
+#: ip_tunnel_flags_to_be16 reports, so it is left out).
+TUNNEL_GENEVE_OPT, TUNNEL_VXLAN_OPT, TUNNEL_ERSPAN_OPT, TUNNEL_GTP_OPT = (
+    0x0800, 0x1000, 0x4000, 0x8000)
+TUNNEL_OPTIONS_PRESENT = TUNNEL_GENEVE_OPT | TUNNEL_VXLAN_OPT | TUNNEL_ERSPAN_OPT | TUNNEL_GTP_OPT
+#: IP_TUNNEL_OPTS_MAX: what ip_tunnel_info's u8 options_len can hold.
+IP_TUNNEL_OPTS_MAX = 255
 
 
 @attrs.define
@@ -61,6 +70,8 @@ class TunnelInfo:
     src: bytes
     dst: bytes
     label: int = 0
+    #: The tunnel options (geneve TLVs, a vxlan GBP ...) bpf_skb_set_tunnel_opt set.
+    options: bytes = b""
 
 
 def _addr(key: bytes, off: int, ipv6: bool) -> bytes:
@@ -136,3 +147,47 @@ def skb_get_tunnel_key(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> i
         struct.pack_into("<I", out, _OFF_LOCAL, int.from_bytes(info.dst, "big"))
     vm.memory.write(r2, bytes(out[:size]))
     return 0
+
+
+@register_helper(30, "skb_set_tunnel_opt",
+                 Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX,
+                                             A.ARG_PTR_TO_MEM | TypeFlag.MEM_RDONLY,
+                                             A.ARG_CONST_SIZE)),
+                 prog_types=_TYPES)
+def skb_set_tunnel_opt(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Attach tunnel options (geneve TLVs ...: ``size`` bytes, whole u32s) to the
+    tunnel metadata bpf_skb_set_tunnel_key set; without that metadata -EINVAL,
+    more than IP_TUNNEL_OPTS_MAX bytes -ENOMEM."""
+    info = skb_arg(vm, r1).tunnel
+    size = r3 & M32
+    if info is None or size & 3:
+        return neg(errno.EINVAL)
+    if size > IP_TUNNEL_OPTS_MAX:
+        return neg(errno.ENOMEM)
+    info.options = vm.memory.read(r2, size)
+    if size:  # ip_tunnel_info_opts_set
+        info.flags |= TUNNEL_OPTIONS_PRESENT
+    return 0
+
+
+@register_helper(29, "skb_get_tunnel_opt",
+                 Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_PTR_TO_UNINIT_MEM,
+                                             A.ARG_CONST_SIZE)),
+                 prog_types=_TYPES)
+def skb_get_tunnel_opt(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """Copy the tunnel options into ``to`` (zero-padded to ``size``) and return
+    their length; no options -ENOENT, a buffer too small -ENOMEM (both zero
+    the buffer)."""
+    size = r3 & M32
+    check_writable(vm.memory, r2, size)
+    info = skb_arg(vm, r1).tunnel
+    err = 0
+    if info is None or not info.flags & TUNNEL_OPTIONS_PRESENT:
+        err = errno.ENOENT
+    elif size < len(info.options):
+        err = errno.ENOMEM
+    if err or info is None:
+        vm.memory.write(r2, bytes(size))
+        return neg(err)
+    vm.memory.write(r2, info.options.ljust(size, b"\0"))
+    return len(info.options)

@@ -345,6 +345,17 @@ class Cgroup(BpfObject):
                 allow = False
         return CgroupSkbVerdict(allow=allow, cn=cn, verdicts=tuple(verdicts))
 
+    def sysctl(self, name: str, *, write: bool = False, value: bytes = b"",
+               current: bytes | None = b"", file_pos: int = 0) -> Any:
+        """A task of this cgroup reads (or writes ``value`` to) ``/proc/sys/<name>``:
+        the effective CGROUP_SYSCTL programs run as __cgroup_bpf_run_filter_sysctl
+        runs them; a :class:`~pyebpf.helpers.sysctl.SysctlResult` (``retval`` 0 or
+        the errno the access fails with, the value the sysctl gets)."""
+        from ..helpers.sysctl import run_filter_sysctl
+
+        return run_filter_sysctl(self, name, write=write, value=value, current=current,
+                                 file_pos=file_pos)
+
 
     def run(self, attach_type: int, **fields: int | bytes) -> CgroupVerdict:
         """Run the effective programs of a hook whose ctx is a plain struct: the
@@ -352,26 +363,47 @@ class Cgroup(BpfObject):
         hooks (``bpf_sock_addr``: bind, connect, sendmsg ...), sock_ops,
         device and sysctl. ``fields`` set the ctx struct's fields by name (the
         rest are 0); what the programs wrote is in the result's ``ctx``. As
-        BPF_PROG_RUN_ARRAY_CG: every program runs and the operation is allowed
-        only if all returned 1 (else the caller gets EPERM)."""
+        bpf_prog_run_array_cg: every program runs, a 0 turns the hook's retval
+        into -EPERM unless it already is an error, and bpf_set_retval sets it;
+        the operation is allowed only if the retval ends 0 (bpf_sockopt's
+        ``retval`` field is that retval; give it to set where the kernel's
+        getsockopt left it)."""
+        from ..helpers.cgroup_retval import prog_run_array_cg
         from ..progs import prog_type_ops
 
         ops = prog_type_ops(attach_type_to_prog_type(attach_type))
         if ops is None or ops.ctx is None:
             raise ValueError(f"attach type {attach_type} has no plain ctx struct")
         layout = ops.ctx
-        obj = _CtxFields(layout, fields)
         rt = self.runtime
-        verdicts = []
-        for prog in self.effective(attach_type):
+        initial = 0
+        obj: _CtxFields
+        if any(f.name == "retval" for f in layout.fields):
+            initial = int(fields.pop("retval", 0))
+            obj = _CgRetvalFields(layout, fields, rt)
+        else:
+            obj = _CtxFields(layout, fields)
+
+        def run_prog(prog: BpfProg) -> int:
             device = _AccessCheckedDevice(layout, obj, ops.is_valid_access, prog)
             region = rt.memory.map_device(device, layout.size, kind="ctx", name=layout.name)
             try:
-                verdicts.append(prog.run(region.base) & 0xFFFF_FFFF)
+                return int(prog.run(region.base))
             finally:
                 rt.memory.unmap(region)
-        return CgroupVerdict(allow=all(v & 1 for v in verdicts), verdicts=tuple(verdicts),
-                             ctx=dict(vars(obj)))
+
+        res = prog_run_array_cg(rt, self.effective(attach_type), run_prog, initial,
+                                ret_flags=attach_type in _RET_FLAGS_ATTACH_TYPES)
+        ctx = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+        if isinstance(obj, _CgRetvalFields):
+            ctx["retval"] = res.retval & 0xFFFF_FFFF
+        return CgroupVerdict(allow=res.retval == 0, verdicts=res.verdicts, ctx=ctx,
+                             retval=res.retval, flags=res.flags)
+
+
+#: Hooks that take the programs' return values above bit 0 as flags (ret_flags of
+#: bpf_prog_run_array_cg): bind's BPF_RET_BIND_NO_CAP_NET_BIND_SERVICE.
+_RET_FLAGS_ATTACH_TYPES = (AttachType.CGROUP_INET4_BIND, AttachType.CGROUP_INET6_BIND)
 
 
 class _CtxFields:
@@ -386,6 +418,32 @@ class _CtxFields:
             if current is None:
                 raise KeyError(f"{layout.name} has no field {name!r}")
             setattr(self, name, bytearray(value) if isinstance(value, bytes) else value)
+
+
+class _CgRetvalFields(_CtxFields):
+    """bpf_sockopt's fields, whose ``retval`` is the run ctx's retval
+    (cg_sockopt_convert_ctx_access reads and writes bpf_cg_run_ctx.retval
+    through current->bpf_ctx), so ctx->retval and bpf_get/set_retval agree."""
+
+    def __init__(self, layout: Any, given: dict[str, int | bytes], rt: Runtime) -> None:
+        self._rt = rt
+        super().__init__(layout, given)
+
+    @property
+    def retval(self) -> int:
+        from ..helpers.cgroup_retval import current_cg_run_ctx
+
+        ctx = current_cg_run_ctx(self._rt)
+        return ctx.retval & 0xFFFF_FFFF if ctx is not None else 0
+
+    @retval.setter
+    def retval(self, value: int) -> None:
+        from ..helpers.cgroup_retval import current_cg_run_ctx
+
+        ctx = current_cg_run_ctx(self._rt)
+        if ctx is not None:  # outside a run (the initial zeroing) there is none
+            value &= 0xFFFF_FFFF
+            ctx.retval = value - (1 << 32) if value >> 31 else value
 
 
 class _AccessCheckedDevice(CtxDevice):
@@ -408,12 +466,17 @@ class _AccessCheckedDevice(CtxDevice):
 
 @attrs.frozen
 class CgroupVerdict:
-    """What a cgroup hook's programs decided: allowed (all returned 1), each
-    program's return value, and the ctx fields after the run."""
+    """What a cgroup hook's programs decided: allowed (the retval is 0: all
+    returned 1 and none set another retval), each program's return value, the
+    ctx fields after the run, the retval the hook returns (0 or a negative
+    errno, or what bpf_set_retval left) and, for bind, the flags (bits above
+    bit 0 of the return values, ORed)."""
 
     allow: bool
     verdicts: tuple[int, ...]
     ctx: dict[str, Any]
+    retval: int = 0
+    flags: int = 0
 
 
 def _state(rt: Runtime) -> dict[str, Any]:

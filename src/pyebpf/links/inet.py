@@ -219,6 +219,7 @@ class InetSocket(Socket):
             s.v6_daddr = addr
             s.daddr = LOOPBACK4_IPV6 if accepted else bytes(4)
         s.dport = port
+        self._refresh()
 
     def listen(self) -> None:
         """listen(): a TCP socket goes to TCP_LISTEN (what a sockmap also accepts),
@@ -266,7 +267,7 @@ class InetSocket(Socket):
             self._sk_region.buf[:BPF_SOCK_SIZE] = self.sock.bpf_sock()
 
     # -- data ----------------------------------------------------------------------------------
-    def send(self, data: bytes, flags: int = 0) -> int:  # type: ignore[override]
+    def send(self, data: bytes) -> int:  # type: ignore[override]
         """send(): the bytes accepted. Through an SK_MSG verdict when the socket's
         sk_psock has one (tcp_bpf_sendmsg); an SK_DROP verdict is EACCES."""
         data = bytes(data)

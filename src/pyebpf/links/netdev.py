@@ -27,7 +27,9 @@ or by id with BPF_F_ID; BPF_F_LINK names a link), BPF_F_REPLACE swaps,
 ``expected_revision`` must match (ESTALE). Programs run in order until one
 returns TCX_PASS (0), TCX_DROP (2) or TCX_REDIRECT (7); any other value is
 TCX_NEXT, and a list ending in NEXT lets the packet through. A redirect goes
-out of the target device, or into it with BPF_F_INGRESS (skb_do_redirect).
+out of the target device, or into it with BPF_F_INGRESS (skb_do_redirect);
+bpf_redirect_peer's into the receive path of the target's peer, bpf_redirect_neigh's
+out of the target with the next hop's L2 header (pyebpf.links.neigh).
 """
 
 from __future__ import annotations
@@ -570,11 +572,33 @@ class Netdev(NetDevice):
                 self.xmit_log.append(frame)
             self.peer.receive(frame)
 
-    def _redirect(self, result: RxResult) -> None:
+    def peer_dev(self) -> Netdev | None:
+        """ndo_get_peer_dev: the other end of a veth or netkit pair (None for lo)."""
+        return self.peer
+
+    def _redirect(self, result: RxResult, *, nh: bytes | None = None,
+                  at_ingress: bool = False) -> None:
         """skb_do_redirect: out of the target (dev_queue_xmit), or into it with
-        BPF_F_INGRESS (dev_forward_skb); an unknown ifindex loses the frame."""
+        BPF_F_INGRESS (dev_forward_skb); an unknown ifindex loses the frame.
+        bpf_redirect_peer's (only from tc ingress): into the receive path of the
+        target's peer, which must be up and in another namespace, else the frame
+        is lost. bpf_redirect_neigh's: out of the target with a new L2 header."""
+        from ..helpers.packet import BPF_F_NEIGH, BPF_F_PEER
+
         target = self.net.device(result.redirect_ifindex)
         if target is None:
+            return
+        if result.redirect_flags & BPF_F_PEER:
+            peer = target.peer_dev()
+            if at_ingress and peer is not None and peer.registered and peer.net is not self.net:
+                peer.receive(result.packet, from_stack=True)  # another_round, skb->dev = peer
+            return
+        if result.redirect_flags & BPF_F_NEIGH:
+            from .neigh import neigh_output
+
+            frame = neigh_output(self.runtime, target, result.packet, nh)
+            if frame is not None:
+                target.transmit(frame)
             return
         if result.redirect_flags & BPF_F_INGRESS:
             target.receive(result.packet, from_stack=True)
@@ -616,7 +640,8 @@ class Netdev(NetDevice):
         if ret == TcxAction.REDIRECT and info is not None:
             result = RxResult("redirect", frame, xdp_action=xdp_action, tc_action=ret,
                               redirect_ifindex=info.tgt_index, redirect_flags=info.flags)
-            self._redirect(result)
+            self._redirect(result, nh=info.nh,
+                           at_ingress=attach_type == AttachType.TCX_INGRESS)
             return result
         if ret == TcxAction.REDIRECT:
             return RxResult("drop", frame, xdp_action=xdp_action, tc_action=ret)

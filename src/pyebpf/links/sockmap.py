@@ -36,7 +36,8 @@ What runs (with the socket's psock):
   parser (and a stream verdict) the parser's return says the length of the
   next message (0 or more than there is: wait for more; negative: the
   socket's error). The verdict program sees ``__sk_buff`` over the message
-  (paged, as loopback TCP delivers it: bpf_skb_pull_data before direct reads):
+  (a TCP payload paged, as loopback delivers it: bpf_skb_pull_data before
+  direct reads):
   SK_PASS queues it on the socket's own ingress queue, a redirect
   (bpf_sk_redirect_map/hash) to the target's ingress queue or out of it,
   SK_DROP discards it. A parser error stops the parser and becomes the
@@ -566,9 +567,10 @@ def _sendmsg_redir(target: InetSocket, ingress: bool, msg: SkMsg, nbytes: int) -
 
 def build_sk_skb(sk: InetSocket, data: bytes) -> SkBuff:
     """The skb an SK_SKB program sees for received bytes: ``data`` from skb->data
-    (the TCP payload; the headers before it are zeros), skb->sk the socket. The
-    payload is paged, as tcp_sendmsg makes it: data_end == data until the program
-    calls bpf_skb_pull_data (bpf_skb_load_bytes reads it regardless)."""
+    (the TCP or UDP payload; the headers before it are zeros), skb->sk the socket.
+    A TCP payload is paged, as tcp_sendmsg makes it: data_end == data until the
+    program calls bpf_skb_pull_data (bpf_skb_load_bytes reads it regardless); a
+    UDP datagram's is in the head."""
     from ..progs.skb import (
         ETH_HLEN,
         LOOPBACK,
@@ -600,7 +602,8 @@ def build_sk_skb(sk: InetSocket, data: bytes) -> SkBuff:
     skb.sk = sk.sock
     skb.sk_addr = sk.sk_addr
     skb.pkt_len = len(data)
-    skb.data_len = len(data)  # tcp_sendmsg puts the payload in page frags: headlen 0
+    if sk.is_tcp:  # tcp_sendmsg puts the payload in page frags (headlen 0); UDP's is linear
+        skb.data_len = len(data)
     skb.compute_data_pointers()
     return skb
 

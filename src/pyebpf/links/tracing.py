@@ -61,16 +61,17 @@ BPF_TRACE_MAX_PROGS = 64
 PERF_TYPE_TRACEPOINT = 2
 #: The kprobe PMU's type (dynamic on a real system: /sys/bus/event_source/devices/kprobe/type).
 PERF_TYPE_KPROBE = 6
-#: Some of the kernel's tracepoints and their argument counts (TP_PROTO).
+#: Some of the kernel's tracepoints and their argument counts (TP_PROTO, as of Linux
+#: 6.18: tests/kernel/test_raw_tp_access_differential.py checks them).
 RAW_TRACEPOINTS: dict[str, int] = {
     "sched_switch": 4, "sched_wakeup": 1, "sched_wakeup_new": 1, "sched_process_exec": 3,
-    "sched_process_fork": 2, "sched_process_exit": 1, "sched_process_free": 1,
+    "sched_process_fork": 2, "sched_process_exit": 2, "sched_process_free": 1,
     "sys_enter": 2, "sys_exit": 2, "task_newtask": 2, "task_rename": 2,
     "netif_receive_skb": 1, "net_dev_queue": 1, "net_dev_xmit": 4, "kfree_skb": 4,
-    "consume_skb": 2, "inet_sock_set_state": 3, "tcp_retransmit_skb": 2,
+    "consume_skb": 2, "inet_sock_set_state": 3, "tcp_retransmit_skb": 3,
     "block_rq_issue": 1, "block_rq_complete": 3, "irq_handler_entry": 2,
     "irq_handler_exit": 3, "softirq_entry": 1, "softirq_exit": 1, "cpu_idle": 2,
-    "mm_page_alloc": 4, "kmalloc": 7, "kfree": 2,
+    "mm_page_alloc": 4, "kmalloc": 6, "kfree": 2,
 }
 _MAX_TP_NAME = 128
 
@@ -390,7 +391,19 @@ def _regs_bytes(regs: dict[str, int] | bytes | None) -> bytearray:
 
 
 def _fire(rt: Runtime, ev: TraceEvent, ctx: bytes, name: str) -> list[int]:
-    return [_run_with(rt, prog, bytearray(ctx), name) for prog, _ in list(ev.progs)]
+    """trace_call_bpf: each program with its attachment's cookie in the run ctx
+    (bpf_get_attach_cookie) and, on a kprobe, the kprobe running (bpf_get_func_ip)."""
+    from contextlib import nullcontext
+
+    from ..helpers.kprobe import kprobe_running
+    from ..progs.tracing_btf import bpf_run_ctx
+
+    out = []
+    for prog, cookie in list(ev.progs):
+        probe = kprobe_running(rt, ev.name) if ev.kind == "kprobe" else nullcontext()
+        with bpf_run_ctx(rt, cookie), probe:
+            out.append(_run_with(rt, prog, bytearray(ctx), name))
+    return out
 
 
 def fire_tracepoint(rt: Runtime, name: str, record: bytes) -> list[int]:
@@ -415,7 +428,10 @@ def perf_event_overflow(rt: Runtime, event_fd: int, *, regs: dict[str, int] | No
         return None
     ctx = _regs_bytes(regs) + struct.pack("<QQ", event.attr.sample_period, addr)
     assert len(ctx) == BPF_PERF_EVENT_DATA.size
-    return _run_with(rt, prog, ctx, "bpf_perf_event_data")
+    from ..progs.tracing_btf import bpf_run_ctx
+
+    with bpf_run_ctx(rt, _event_state(event)["cookie"]):  # bpf_get_attach_cookie_pe
+        return _run_with(rt, prog, ctx, "bpf_perf_event_data")
 
 
 for _pt in (ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.PERF_EVENT):

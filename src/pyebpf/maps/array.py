@@ -154,8 +154,9 @@ class ArrayMap(BpfMap):
             raise BpfError(errno.ENOENT, f"index {index} is past max_entries {self.max_entries}")
         off = index * self.elem_size
         if not self.percpu:
-            value = bytearray(self.regions[0].buf[off:off + self.value_size])
-            self.clear_kptrs(value)  # check_and_init_map_value: user space sees NULL
+            value = self.regions[0].buf[off:off + self.value_size]
+            if self.has_kptrs:  # check_and_init_map_value: user space sees NULL
+                self.clear_kptrs(value)
             return bytes(value)
         return b"".join(bytes(r.buf[off:off + self.elem_size]) for r in self.regions)
 

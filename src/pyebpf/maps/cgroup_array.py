@@ -35,8 +35,8 @@ from .fd_array import FdArraySlots
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-__all__ = ["CGROUP_ROOT_ID", "CgroupArrayMap", "SimpleCgroup", "cgroup_id_of", "cgroup_open",
-           "under_cgroup"]
+__all__ = ["CGROUP_ROOT_ID", "CgroupArrayMap", "SimpleCgroup", "cgroup_ancestors", "cgroup_id_of",
+           "cgroup_open", "under_cgroup"]
 
 #: The cgroup v2 root's id (its kernfs node id).
 CGROUP_ROOT_ID = 1
@@ -79,6 +79,35 @@ def _ancestor_ids(runtime: Runtime, cgroup_id: int) -> set[int]:
                 ids.add(cgroup_id_of(parent))
                 parent = getattr(parent, "parent", None)
     return ids
+
+
+def cgroup_ancestors(runtime: Runtime, cgroup_id: int) -> list[int]:
+    """cgrp->ancestors of the cgroup ``cgroup_id``: the root's id first, the
+    cgroup's own last (its level is the index). Found in the runtime's cgroup
+    hierarchy (:mod:`pyebpf.links.cgroup`), else through the cgroup objects its
+    fds reach; a cgroup known nowhere is taken for a child of the root."""
+    if cgroup_id == CGROUP_ROOT_ID:
+        return [CGROUP_ROOT_ID]
+    found: Any = None
+    state = runtime.hooks.get("cgroup")
+    if state is not None:  # the hierarchy exists: walk it
+        todo = [state["root"]]
+        while todo and found is None:
+            cg = todo.pop()
+            found = cg if cgroup_id_of(cg) == cgroup_id else None
+            todo.extend(cg.children.values())
+    if found is None:
+        found = next((f.obj for f in list(runtime.fds.values())
+                      if f.obj.kind is ObjKind.CGROUP and cgroup_id_of(f.obj) == cgroup_id), None)
+    if found is None:
+        return [CGROUP_ROOT_ID, cgroup_id]
+    chain = []
+    while found is not None:
+        chain.append(cgroup_id_of(found))
+        found = getattr(found, "parent", None)
+    if chain[-1] != CGROUP_ROOT_ID:
+        chain.append(CGROUP_ROOT_ID)
+    return chain[::-1]
 
 
 def under_cgroup(runtime: Runtime, cg: Any) -> bool:

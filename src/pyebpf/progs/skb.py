@@ -375,6 +375,8 @@ class NetDevice:
     name: str
     dev_addr: bytes = bytes(6)
     broadcast: bytes = bytes(6)
+    #: dev->mtu (the loopback's 65536; bpf_check_mtu reads it).
+    mtu: int = 65536
 
 
 #: The network namespace's loopback device: both addresses all zeros (as

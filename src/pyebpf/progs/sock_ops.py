@@ -62,6 +62,20 @@ class SockOpsKern:
     sk_txhash: int = 0
     #: Where the socket is mapped for the program (its struct bpf_sock view).
     sk_addr: int = 0
+    #: The TCP segment of a header-option callback (bpf_sock_ops_kern.skb), from
+    #: its TCP header on (pyebpf.helpers.hdr_opt); None in the other callbacks.
+    skb: bytearray | None = None
+    #: skb_data_end - skb->data: the bytes of ``skb`` the program sees.
+    skb_end: int = 0
+    #: Payload bytes after the header (skb->len counts them).
+    skb_payload_len: int = 0
+    #: Option space left to reserve (HDR_OPT_LEN_CB) or to write (WRITE_HDR_OPT_CB).
+    remaining_opt_len: int = 0
+    #: The SYN's TCP header, options included (syn_skb, or the saved SYN), for
+    #: bpf_load_hdr_opt(BPF_LOAD_HDR_OPT_TCP_SYN); None: there is none (ENOENT).
+    syn: bytes | None = None
+    #: Where ``skb`` is mapped for the program.
+    skb_addr: int = 0
 
     def __getattr__(self, name: str) -> int:
         # The remaining ctx fields (snd_cwnd, srtt_us, state ...) are the
@@ -100,6 +114,22 @@ class SockOpsKern:
         return 1
 
     @property
+    def skb_data(self) -> int:
+        return self.skb_addr if self.skb is not None else 0
+
+    @property
+    def skb_data_end(self) -> int:
+        return self.skb_addr + self.skb_end if self.skb is not None else 0
+
+    @property
+    def skb_len(self) -> int:
+        return len(self.skb) + self.skb_payload_len if self.skb is not None else 0
+
+    @property
+    def skb_tcp_flags(self) -> int:
+        return self.skb[13] if self.skb is not None and len(self.skb) > 13 else 0
+
+    @property
     def remote_ip4(self) -> int:
         return int.from_bytes(self.sock.daddr, "little")
 
@@ -128,13 +158,20 @@ class SockOpsKern:
 
 
 def run_sock_ops(rt: Runtime, prog: BpfProg, op: int, sk: TcpSock | None = None,
-                 args: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[int, SockOpsKern]:
+                 args: tuple[int, int, int, int] = (0, 0, 0, 0), *,
+                 kern: SockOpsKern | None = None) -> tuple[int, SockOpsKern]:
     """Call a SOCK_OPS program for ``op`` on ``sk`` (a fresh established TCP
     socket by default); (its return value, the ctx after the call: ``reply``,
-    and ``sock`` with the options it set)."""
+    and ``sock`` with the options it set). A prepared ``kern`` (a header-option
+    callback's, with its segment) is used as it is."""
     from ..helpers.skc import note_sock_view
 
-    kern = SockOpsKern(sock=sk if sk is not None else TcpSock(), op=op, args=list(args))
+    if kern is None:
+        kern = SockOpsKern(sock=sk if sk is not None else TcpSock(), op=op, args=list(args))
+    skb_region = None
+    if kern.skb is not None:
+        skb_region = rt.memory.map(kern.skb, kind="packet", name="skb", perms=Perm.R)
+        kern.skb_addr = skb_region.base
     sk_region = rt.memory.map(bytearray(kern.sock.bpf_sock()), kind="sock", name="sk",
                               perms=Perm.R)
     note_sock_view(sk_region, kern.sock)  # what bpf_skc_to_tcp_sock(skops->sk) finds
@@ -145,4 +182,6 @@ def run_sock_ops(rt: Runtime, prog: BpfProg, op: int, sk: TcpSock | None = None,
     finally:
         rt.memory.unmap(ctx_region)
         rt.unmap_later(sk_region)
+        if skb_region is not None:
+            rt.unmap_later(skb_region)
     return retval, kern

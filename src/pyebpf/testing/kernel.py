@@ -358,6 +358,10 @@ def _run(cmd: Cmd, attr: Any, mem: _UserMemory, key_size: int | None,
                     given, UserPtr) else len(bytes(given))})
         # Without data_size_out the kernel copies the whole output: room for the
         # largest packet a test run can make (the page it runs in).
+        if attr.data_out is LOG_BUF_AUTO and attr.data_in is None:
+            # Nothing went in, nothing comes out (raw_tp and syscall test runs
+            # refuse a data_out buffer: EINVAL).
+            attr = _replace(attr, data_out=None)
         out_buffer("data_out", attr.data_out, attr.data_size_out or 2 * PAGE_SIZE)
         if attr.ctx_out is LOG_BUF_AUTO:
             # As pyebpf's AUTO: the ctx comes back when one went in.

@@ -215,34 +215,29 @@ def adjust_reg_min_max_vals(v: Verifier, insn: Insn, is64: bool, src_x: bool) ->
         dst.off = 0
 
 
-def check_reg_sane_offset(v: Verifier, reg: RegState, t: int) -> bool:
+def check_reg_sane_offset(reg: RegState, t: int) -> str | None:
+    """check_reg_sane_offset: why the offset makes the pointer insane, or None."""
     s = reg.scalar
     known = tnum_is_const(s.var_off)
     val = S.s64(s.var_off.value)
     name = reg_type_str(t)
     if known and (val >= BPF_MAX_VAR_OFF or val <= -BPF_MAX_VAR_OFF):
-        v.verbose(f"math between {name} pointer and {val} is not allowed\n")
-        return False
+        return f"math between {name} pointer and {val} is not allowed"
     if reg.off >= BPF_MAX_VAR_OFF or reg.off <= -BPF_MAX_VAR_OFF:
-        v.verbose(f"{name} pointer offset {reg.off} is not allowed\n")
-        return False
+        return f"{name} pointer offset {reg.off} is not allowed"
     if s.smin == S64_MIN:
-        v.verbose(f"math between {name} pointer and register with unbounded min value is not "
-                  "allowed\n")
-        return False
+        return (f"math between {name} pointer and register with unbounded min value is not "
+                "allowed")
     if s.smin >= BPF_MAX_VAR_OFF or s.smin <= -BPF_MAX_VAR_OFF:
-        v.verbose(f"value {s.smin} makes {name} pointer be out of bounds\n")
-        return False
-    return True
+        return f"value {s.smin} makes {name} pointer be out of bounds"
+    return None
 
 
 def _insane(v: Verifier, reg: RegState, t: int) -> None:
-    if not check_reg_sane_offset(v, reg, t):
-        from .log import VerifierAbort
-
-        # The message is already in the log; its last line is the reason.
-        text = v.log.text.rstrip("\n").rsplit("\n", 1)[-1]
-        raise VerifierAbort(errno.EACCES, text)
+    """adjust_ptr_min_max_vals answers a failed check_reg_sane_offset with -EINVAL."""
+    reason = check_reg_sane_offset(reg, t)
+    if reason is not None:
+        v.fail(errno.EINVAL, reason)
 
 
 def adjust_ptr_min_max_vals(v: Verifier, insn: Insn, ptr: RegState, off: RegState,

@@ -287,7 +287,8 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
     func_id = insn.imm
     if func_id < 0 or func_id >= FUNC_MAX_ID:
         v.fail(errno.EINVAL, f"invalid func {_func_name(func_id)}#{func_id}")
-    helper = func_proto(func_id, v.prog_type, cap_bpf=v.bpf_capable, cap_perfmon=v.bpf_capable)
+    helper = func_proto(func_id, v.prog_type, cap_bpf=v.bpf_capable, cap_perfmon=v.bpf_capable,
+                        expected_attach_type=v.prog.expected_attach_type)
     if helper is None:
         v.fail(errno.EINVAL, f"program of this type cannot use helper "
                f"{_func_name(func_id)}#{func_id}")
@@ -338,6 +339,8 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         from .const_str import check_bpf_snprintf_call
 
         check_bpf_snprintf_call(v)
+    elif func_id == F.get_func_ip:
+        _check_get_func_ip(v)
     elif func_id in (F.for_each_map_elem, F.loop, F.timer_set_callback, F.find_vma,
                      F.user_ringbuf_drain):
         _push_callback(v, insn, idx, meta)
@@ -408,6 +411,24 @@ def check_helper_call(v: Verifier, insn: Insn, idx: int) -> None:
         _check_map_func_compat(v, meta["map"], func_id)
     if func_id in CHANGES_PKT_DATA or meta.get("changes_data"):
         _clear_all_pkt_pointers(v)
+
+
+def _check_get_func_ip(v: Verifier) -> None:
+    """check_get_func_ip: kprobes, and TRACING programs with a trampoline; every
+    other type that gets a prototype (tracepoints, raw_tp, LSM ...) is ENOTSUPP."""
+    from ..errors import ENOTSUPP
+
+    pt = v.prog_type
+    if pt == ProgType.TRACING:
+        if v.prog.expected_attach_type not in (AttachType.TRACE_FENTRY,
+                                               AttachType.TRACE_FEXIT,
+                                               AttachType.MODIFY_RETURN):
+            v.fail(ENOTSUPP, "func bpf_get_func_ip#173 supported only for fentry/fexit/"
+                   "fmod_ret programs")
+        return
+    if pt == ProgType.KPROBE:
+        return
+    v.fail(ENOTSUPP, f"func bpf_get_func_ip#173 not supported for program type {int(pt)}")
 
 
 def check_max_stack_depth(v: Verifier) -> None:
@@ -488,8 +509,9 @@ def _clear_all_pkt_pointers(v: Verifier) -> None:
                 r.mark_unknown()
         for slot in frame.stack:
             sp = slot.spilled
-            if slot.is_spill and sp is not None and sp.type in (
-                    R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_PACKET_END):
+            if slot.is_spill and sp is not None and (sp.type in (
+                    R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_PACKET_END)
+                    or reg_is_dynptr_slice_pkt(sp)):
                 sp.mark_unknown()
 
 

@@ -111,7 +111,8 @@ def _call_num_params(v: Verifier, insn: Any) -> int | None:
 
     try:
         helper = func_proto(insn.imm, v.prog_type, cap_bpf=v.bpf_capable,
-                            cap_perfmon=v.bpf_capable)
+                            cap_perfmon=v.bpf_capable,
+                            expected_attach_type=v.prog.expected_attach_type)
     except Exception:  # an invalid id: the walk reports it
         return None
     if helper is None:

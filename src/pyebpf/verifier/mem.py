@@ -694,8 +694,10 @@ def check_packet_access(v: Verifier, regno: int, off: int, size: int,
     if reg.scalar.smin < 0:
         v.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
                "if (index >=0) check.")
-    ok = reg.range >= 0 and _check_mem(v, regno, off, size, reg.range, zero_size_allowed, False)
-    if not ok:
+    # a range below 0 (BEYOND_PKT_END: known past the end) is EINVAL, a miss EACCES
+    if reg.range < 0:
+        v.fail(errno.EINVAL, f"R{regno} offset is outside of the packet")
+    if not _check_mem(v, regno, off, size, reg.range, zero_size_allowed, False):
         v.fail(errno.EACCES, f"R{regno} offset is outside of the packet")
 
 

@@ -4,7 +4,7 @@ set -e
 cd "$(dirname "$0")"
 CLANG=${CLANG:-clang-19}
 INC="-I/usr/include/$(uname -m)-linux-gnu"
-for f in globals calls global_func tailcalls core core_target core_missing ksym bad; do
+for f in globals calls global_func optional tailcalls core core_target core_missing ksym bad; do
 	$CLANG -O2 -g -target bpf $INC -c src/$f.c -o $f.o
 done
 # The legacy object is built without BTF, as the old samples were.

@@ -1074,3 +1074,60 @@ int xdp_params_from_packet(struct xdp_md *x)
 	return ((a & 0xff) << 24) ^ ((r & 0xff) << 16) ^ ((m & 0xff) << 8) ^ (cp & 0xff)
 	       ^ bpf_dynptr_size(&c) ^ (buf[0] << 12) ^ (d ? 0x100000 : 0);
 }
+
+/* -- a global function's dynptr argument: a read-only LOCAL dynptr to its body --- */
+
+__noinline int global_size_and_byte(const struct bpf_dynptr *p)
+{
+	__u8 *d = bpf_dynptr_slice(p, 1, NULL, 1);
+
+	return bpf_dynptr_size(p) + (d ? d[0] : 100);
+}
+
+SEC("tc")
+int dynptr_to_global_func(struct __sk_buff *skb)
+{
+	struct bpf_dynptr p;
+
+	bpf_dynptr_from_skb(skb, 0, &p);
+	return global_size_and_byte(&p);
+}
+
+SEC("tc")
+int uninit_dynptr_to_global_func(struct __sk_buff *skb)
+{
+	struct bpf_dynptr p;
+
+	return global_size_and_byte(&p);
+}
+
+__noinline int global_rdwr_slice(const struct bpf_dynptr *p)
+{
+	__u8 *d = bpf_dynptr_slice_rdwr(p, 0, NULL, 1);
+
+	return d ? d[0] : 100;
+}
+
+SEC("tc")
+int global_func_rdwr_slice(struct __sk_buff *skb)
+{
+	struct bpf_dynptr p;
+
+	bpf_dynptr_from_skb(skb, 0, &p);
+	return global_rdwr_slice(&p);
+}
+
+SEC("tc")
+int spilled_slice_after_pull_data(struct __sk_buff *skb)
+{
+	struct bpf_dynptr p;
+	char buf[4] = {};
+	__u8 *volatile d;
+
+	bpf_dynptr_from_skb(skb, 0, &p);
+	d = bpf_dynptr_slice(&p, 0, buf, 4);
+	if (!d)
+		return 1;
+	bpf_skb_pull_data(skb, 0);
+	return d[0];
+}
