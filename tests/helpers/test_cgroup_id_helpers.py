@@ -4,8 +4,6 @@ settings (the kernel's answers: tests/kernel/test_cgroup_id_differential.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from helpers import cgroup_id_scenarios as S  # tests/helpers (pytest puts tests/ on sys.path)
@@ -16,15 +14,6 @@ from pyebpf.maps.cgroup_array import cgroup_ancestors, cgroup_open
 from pyebpf.uapi import ProgType
 
 P = ProgType
-
-
-@pytest.fixture
-def py() -> Iterator[PyBackend]:
-    be = PyBackend()
-    try:
-        yield be
-    finally:
-        be.close()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ fields they set (the kernel's values: tests/kernel/test_skb_proto_differential.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from helpers import skb_helper_scenarios as S  # tests/helpers (pytest puts tests/ on sys.path)
@@ -16,15 +14,6 @@ from pyebpf.uapi import ProgType
 P = ProgType
 V4, V6 = S.ipv4_udp_packet(), S.ipv6_udp_packet()
 ENOTSUPP = 524
-
-
-@pytest.fixture
-def py() -> Iterator[PyBackend]:
-    be = PyBackend()
-    try:
-        yield be
-    finally:
-        be.close()
 
 
 @pytest.mark.parametrize(("func_id", "types"), [

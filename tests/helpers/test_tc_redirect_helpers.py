@@ -4,8 +4,6 @@ and what the simulated tcx hook does with the redirects they ask for."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from helpers import tc_redirect_scenarios as S  # tests/helpers (pytest puts tests/ on sys.path)
@@ -27,15 +25,6 @@ PKT = ipv4_udp_packet()
 L = len(PKT)
 #: lo: mtu 65536 + hard_header_len 14 is the largest frame that fits.
 DEV_LEN = 65536 + 14
-
-
-@pytest.fixture
-def py() -> Iterator[PyBackend]:
-    be = PyBackend()
-    try:
-        yield be
-    finally:
-        be.close()
 
 
 # -- availability and prototypes --------------------------------------------------------------

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 
+from helpers._build import KernelBackend, PyBackend  # tests/helpers (tests/ is on sys.path)
 from pyebpf import BpfError, Cmd, MapCreateAttr, MapElemAttr, MapInfo, Runtime, bpf
 from pyebpf.errors import ENOTSUPP
 from pyebpf.testing.kernel import kernel_bpf, kernel_close, possible_cpus
+
+#: pyebpf and the kernel, each behind the same backend interface.
+Pair = tuple[PyBackend, KernelBackend]
+
+
+def backend_pair() -> Iterator[Pair]:
+    """A PyBackend (with this machine's CPU count) and a KernelBackend, closed
+    afterwards: the body of a ``pair`` fixture."""
+    py, k = PyBackend(nr_cpus=possible_cpus()), KernelBackend()
+    try:
+        yield py, k
+    finally:
+        py.close()
+        k.close()
+
+
+def agree(pair: Pair, scenario: Callable[..., Any], *args: Any) -> None:
+    """``scenario`` (a function of a backend) gives the same answer on both sides."""
+    py, k = pair
+    kernel = scenario(k, *args)
+    assert scenario(py, *args) == kernel
 
 #: Differential steps run in this session (one per command run on both sides).
 STEPS = [0]

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,8 +20,9 @@ from pyebpf import ProgType
 from pyebpf.maps.cgroup_array import cgroup_open
 from pyebpf.testing.kernel import possible_cpus
 
+from .harness import Pair, agree
+
 pytestmark = pytest.mark.kernel
-Pair = tuple[PyBackend, KernelBackend]
 CGROUP2 = Path("/sys/fs/cgroup")
 
 
@@ -58,32 +58,26 @@ def pair() -> Iterator[Pair]:
         k.close()
 
 
-def same(pair: Pair, scenario: Callable[..., Any], *args: Any) -> None:
-    py, k = pair
-    kernel = scenario(k, *args)
-    assert scenario(py, *args) == kernel
-
-
 LEVELS = [-1, 0, 1, 2, 3, 0x7FFF_FFFF, 1 << 32, (1 << 64) - 1]
 
 
 @pytest.mark.parametrize("prog_type", [ProgType.SCHED_CLS, ProgType.XDP,
                                        ProgType.SOCKET_FILTER])
 def test_current_ancestor_cgroup_id(pair: Pair, prog_type: ProgType) -> None:
-    same(pair, S.current_ancestor, LEVELS, prog_type)
+    agree(pair, S.current_ancestor, LEVELS, prog_type)
 
 
 def test_skb_ancestor_cgroup_id(pair: Pair) -> None:
-    same(pair, S.skb_ancestor, LEVELS)
+    agree(pair, S.skb_ancestor, LEVELS)
 
 
 def test_cgroup_skb_socket_ids(pair: Pair) -> None:
-    same(pair, S.cgroup_skb_ids, LEVELS[:5])
+    agree(pair, S.cgroup_skb_ids, LEVELS[:5])
 
 
 def test_ns_current_pid_tgid(pair: Pair) -> None:
     ns = os.stat("/proc/self/ns/pid")
     dev, ino = ns.st_dev, ns.st_ino
-    same(pair, S.ns_pid_tgid, [(dev, ino, 8), (dev, ino, 16), (dev, ino, 4), (dev + 1, ino, 8),
+    agree(pair, S.ns_pid_tgid, [(dev, ino, 8), (dev, ino, 16), (dev, ino, 4), (dev + 1, ino, 8),
                                (dev, ino + 1, 8), (dev | 1 << 32, ino, 8), (0, 0, 8)])
-    same(pair, S.ns_pid_tgid, [(dev, ino, 8), (0, ino, 8)], ProgType.XDP)
+    agree(pair, S.ns_pid_tgid, [(dev, ino, 8), (0, ino, 8)], ProgType.XDP)

@@ -6,9 +6,7 @@ out, so where the packet goes is pinned by tests/helpers/test_tc_redirect_helper
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,34 +30,22 @@ from helpers.packet_scenarios import ipv4_udp_packet
 from pyebpf import ProgType
 from pyebpf.attr import TestRunAttr
 from pyebpf.links import Netdev, init_net
-from pyebpf.testing.kernel import kernel_bpf, possible_cpus
+from pyebpf.testing.kernel import kernel_bpf
 from pyebpf.uapi import Cmd
 
+from .harness import Pair, agree, backend_pair
+
 pytestmark = pytest.mark.kernel
-Pair = tuple[PyBackend, KernelBackend]
 L = len(ipv4_udp_packet())
 #: lo (the test run's device): mtu 65536, hard_header_len 14.
 DEV_LEN = 65536 + 14
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[Pair]:
-    py, k = PyBackend(nr_cpus=possible_cpus()), KernelBackend()
-    try:
-        yield py, k
-    finally:
-        py.close()
-        k.close()
-
-
-def same(pair: Pair, scenario: Callable[..., Any], *args: Any) -> None:
-    py, k = pair
-    kernel = scenario(k, *args)
-    assert scenario(py, *args) == kernel
+pair = pytest.fixture(scope="module", name="pair")(backend_pair)
 
 
 def test_redirect_neigh(pair: Pair) -> None:
-    same(pair, S.redirect_neigh, [(1, None, 0, 0), (1, None, 0, 1), (1, None, 0, 1 << 63),
+    agree(pair, S.redirect_neigh, [(1, None, 0, 0), (1, None, 0, 1), (1, None, 0, 1 << 63),
                                   (1, S.REDIR_NEIGH_V4, 20, 0), (1, S.REDIR_NEIGH_V4[:16], 16, 0),
                                   (1, S.REDIR_NEIGH_V4[:4], 4, 0),
                                   (1, S.REDIR_NEIGH_V4 + bytes(4), 24, 0), (99, None, 0, 0),
@@ -67,7 +53,7 @@ def test_redirect_neigh(pair: Pair) -> None:
 
 
 def test_redirect_peer(pair: Pair) -> None:
-    same(pair, S.redirect_peer, [(1, 0), (1, 1), (99, 0), (2, 4), (0, 0), (1, 1 << 32)])
+    agree(pair, S.redirect_peer, [(1, 0), (1, 1), (99, 0), (2, 4), (0, 0), (1, 1 << 32)])
 
 
 MTU_CASES = [(0, 0, 0, 0), (1, 0, 0, 0), (99, 0, 0, 0), (0, 0, DEV_LEN - L, 0),
@@ -79,7 +65,7 @@ MTU_CASES = [(0, 0, 0, 0), (1, 0, 0, 0), (99, 0, 0, 0), (0, 0, DEV_LEN - L, 0),
 
 @pytest.mark.parametrize("prog_type", [ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.XDP])
 def test_check_mtu(pair: Pair, prog_type: ProgType) -> None:
-    same(pair, S.check_mtu, MTU_CASES, prog_type)
+    agree(pair, S.check_mtu, MTU_CASES, prog_type)
 
 
 def _small_mtu_device() -> tuple[int, int] | None:

@@ -171,7 +171,7 @@ _STORE = {1: "buf[o] = v", 2: "P16(buf, o, v)", 4: "P32(buf, o, v)", 8: "P64(buf
 # The fast path skips masking the address to 64 bits: a sum outside [0, 2**64)
 # has no page, so it takes the slow path, which masks and looks again (a
 # wrapped address is legal BPF) before it faults.
-_MEM_LOAD = """\
+_MEM_LOAD_FAST = """\
 a = regs[s] + off
 try:
     e = rpages[a >> 12]
@@ -183,26 +183,14 @@ if o + {n} <= e[1]:
     buf = e[2]
     regs[d] = {load}
     return nxt
-raise fault(a & M64, {n}, False)"""
+"""
+_MEM_LOAD = _MEM_LOAD_FAST + "raise fault(a & M64, {n}, False)"
 
 # BPF_PROBE_MEM / BPF_PROBE_MEMSX: the loads the verifier marked as going through a
 # BTF pointer it can't vouch for. The fast path is an ordinary load's; anything it
 # can't serve (a device page, a missing page, a load past its region's end) goes
 # to probe_load, which reads 0 where the kernel's exception table would.
-_MEM_LOAD_PROBE = """\
-a = regs[s] + off
-try:
-    e = rpages[a >> 12]
-except KeyError:
-    regs[d] = {slow}
-    return nxt
-o = a - e[0]
-if o + {n} <= e[1]:
-    buf = e[2]
-    regs[d] = {load}
-    return nxt
-regs[d] = {slow}
-return nxt"""
+_MEM_LOAD_PROBE = _MEM_LOAD_FAST + "regs[d] = {slow}\nreturn nxt"
 
 _MEM_STORE = """\
 a = regs[d] + off
