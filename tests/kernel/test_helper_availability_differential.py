@@ -45,12 +45,6 @@ KNOWN_GAPS: dict[ProgType, set[str]] = {
     # bpf_get_socket_ptr_cookie / sk_reuseport_load_bytes_relative: the reuseport
     # ctx has no socket or skb model behind it yet.
     P.SK_REUSEPORT: {"get_socket_cookie", "skb_load_bytes_relative"},
-    # Socket options of a sock_addr hook's socket (no socket behind its ctx yet).
-    P.CGROUP_SOCK_ADDR: {"getsockopt", "setsockopt"},
-    P.SK_SKB: {"skb_adjust_room"},  # sk_skb_adjust_room
-    P.FLOW_DISSECTOR: {"skb_load_bytes"},  # bpf_flow_dissector_load_bytes
-    # bpf_tcp_sock of a sock_ops/sockopt socket: needs a tcp_sock view of it.
-    P.SOCK_OPS: {"tcp_sock"}, P.CGROUP_SOCKOPT: {"tcp_sock"},
 }
 
 

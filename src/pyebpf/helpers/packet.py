@@ -662,15 +662,46 @@ def _net_shrink(skb: SkBuff, off: int, length: int, flags: int) -> int:
     return 0
 
 
+def _sk_skb_adjust_room(vm: Vm, skb: SkBuff, len_diff: int, mode: int, flags: int) -> int:
+    """sk_skb_adjust_room: an SK_SKB program's skb starts at its payload, so the
+    room is made or removed at skb->data (only mode BPF_ADJ_ROOM_NET, no
+    flags): grown room is zeroed head bytes, shrinking pulls what it drops
+    into the head first (pskb_may_pull). The headers' offsets stay put."""
+    diff = abs(len_diff)
+    try:
+        if flags or mode != BPF_ADJ_ROOM_NET:
+            return neg(errno.EINVAL)
+        if diff > 0xFFF:
+            return neg(errno.EFAULT)
+        if len_diff >= 0:
+            if diff > skb.headroom:  # skb_cow
+                delta = diff - skb.headroom
+                expand_head(vm, skb, (delta + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD, 0)
+            skb.push(diff)
+            skb.buf[skb.data_off:skb.data_off + diff] = bytes(diff)
+            return 0
+        if diff > skb.len:  # pskb_may_pull
+            return neg(errno.ENOMEM)
+        if diff > skb.headlen:
+            skb.data_len = skb.len - diff  # __pskb_pull_tail
+        skb.pull(diff)
+        return 0
+    finally:
+        skb.compute_data_pointers()
+
+
 @register_helper(50, "skb_adjust_room",
                  Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTHING,
                                              A.ARG_ANYTHING)),
-                 prog_types=_TC)
+                 prog_types=_TC | {P.SK_SKB})
 def skb_adjust_room(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Insert (``len_diff`` > 0) or remove room after the MAC header
     (BPF_ADJ_ROOM_MAC) or after the L3 header (BPF_ADJ_ROOM_NET): the way a tc
-    program pushes or pops an encapsulation header."""
+    program pushes or pops an encapsulation header. An SK_SKB program gets
+    sk_skb_adjust_room instead."""
     skb = skb_arg(vm, r1)
+    if getattr(vm.owner, "prog_type", None) == P.SK_SKB:
+        return _sk_skb_adjust_room(vm, skb, _s32(r2), r3 & M32, r4)
     len_diff, mode, flags = _s32(r2), r3 & M32, r4
     shrink = len_diff < 0
     diff = abs(len_diff)

@@ -5,7 +5,8 @@ The socket lookups search the runtime's sockets: a Runtime has none, so they
 find nothing and return NULL, which is also what the kernel's test runs find
 (no socket matches a synthetic packet). ``bpf_sk_release`` drops the
 reference; ``bpf_sk_fullsock`` and ``bpf_tcp_sock`` cast the socket a program
-got from ``skb->sk`` (the test-run socket is a full socket, not TCP).
+got from ``skb->sk`` (the test-run socket is a full socket, not TCP),
+``skops->sk`` or ``sockopt->sk``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ INT_MAX = 0x7FFF_FFFF
 #: Program types whose get_func_proto offers bpf_skb_load_bytes.
 _LOAD_BYTES_TYPES = frozenset({P.SOCKET_FILTER, P.SCHED_CLS, P.SCHED_ACT, P.CGROUP_SKB,
                                P.LWT_IN, P.LWT_OUT, P.LWT_XMIT, P.LWT_SEG6LOCAL, P.SK_SKB,
-                               P.SK_REUSEPORT})
+                               P.SK_REUSEPORT, P.FLOW_DISSECTOR})
+#: bpf_flow_dissector_load_bytes: offsets past this fail before the skb is looked at.
+_FLOW_DISSECTOR_MAX_OFFSET = 0xFFFF
 #: ... and the socket lookups (bpf_sk_lookup_tcp and friends).
 _LOOKUP_TYPES = frozenset({P.SCHED_CLS, P.SCHED_ACT, P.XDP, P.SK_SKB, P.CGROUP_SOCK_ADDR,
                            P.CGROUP_SKB, P.SK_LOOKUP})
@@ -44,13 +47,23 @@ _RDONLY_MEM = A.ARG_PTR_TO_MEM | TypeFlag.MEM_RDONLY
                                              A.ARG_PTR_TO_UNINIT_MEM, A.ARG_CONST_SIZE)),
                  prog_types=_LOAD_BYTES_TYPES)
 def skb_load_bytes(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    """Copy ``len`` packet bytes from ``offset``; out of the packet: zero the buffer, -EFAULT."""
+    """Copy ``len`` packet bytes from ``offset``; out of the packet: zero the buffer, -EFAULT.
+
+    A flow dissector's ctx is a struct bpf_flow_dissector: the helper is then
+    bpf_flow_dissector_load_bytes, which reads its ``skb`` (offsets up to 0xffff
+    only) and fails with -EFAULT when there is none, as in a test run.
+    """
+    from ..progs.flow_dissector import flow_dissector_from_ctx
     from ..progs.skb import skb_from_ctx
 
     length = r4 & M32
     check_writable(vm.memory, r3, length)
-    skb = skb_from_ctx(vm.memory, r1)
     offset = r2 & M32
+    dissector = flow_dissector_from_ctx(vm.memory, r1)
+    if dissector is not None:
+        skb = dissector.skb if offset <= _FLOW_DISSECTOR_MAX_OFFSET else None
+    else:
+        skb = skb_from_ctx(vm.memory, r1)
     if skb is None or offset > INT_MAX or offset + length > skb.len:
         vm.memory.write(r3, bytes(length))
         return neg(errno.EFAULT)
@@ -98,10 +111,22 @@ def sk_fullsock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 @register_helper(96, "tcp_sock",
                  Proto(RetType.RET_PTR_TO_TCP_SOCK_OR_NULL, (A.ARG_PTR_TO_SOCK_COMMON,)),
-                 prog_types=_CAST_TYPES - {P.SK_SKB})
+                 prog_types=(_CAST_TYPES - {P.SK_SKB}) | {P.SOCK_OPS, P.CGROUP_SOCKOPT})
 def tcp_sock(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    """Only TCP sockets cast; the test-run socket is not one: NULL."""
-    return 0
+    """bpf_tcp_sock: a full socket whose sk_protocol is TCP as a struct
+    bpf_tcp_sock (progs.sock_ops.map_tcp_sock; the same view on every call, and
+    a tcp_sock given back is itself); NULL for the rest: UDP, the request and
+    timewait mini-sockets, the test run's dummy socket (protocol 0)."""
+    from ..progs.sock_ops import map_tcp_sock
+    from .skc import IPPROTO_TCP, noted_sock, sock_facts_at
+
+    found = sock_facts_at(vm, r1) if r1 else None
+    if found is None:
+        return 0
+    view, facts = found
+    if view.kind != "sock" or not facts.fullsock or facts.protocol != IPPROTO_TCP:
+        return 0
+    return map_tcp_sock(runtime_of(vm, "tcp_sock"), view, noted_sock(view))
 
 
 # -- identities and hashes ----------------------------------------------------------------------

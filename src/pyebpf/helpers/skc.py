@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from ..memory import Region
     from ..runtime import Runtime
 
-__all__ = ["SKC_CASTS", "SockFacts", "add_sock_cast_btf", "note_sock_view", "sock_facts_at"]
+__all__ = ["SKC_CASTS", "SockFacts", "add_sock_cast_btf", "note_sock_view", "noted_sock",
+           "sock_facts_at"]
 
 P = ProgType
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
@@ -215,6 +216,11 @@ def note_sock_view(region: Region, sock: Any) -> None:
     _VIEWS[region] = sock
 
 
+def noted_sock(region: Region) -> Any:
+    """The socket model ``region`` is the bpf_sock view of (None: not recorded)."""
+    return _VIEWS.get(region)
+
+
 def _view_facts(buf: bytes | bytearray) -> SockFacts:
     """A bpf_sock view's family (4), type (8), protocol (12) and state (72); TCP's
     sk_prot when the protocol is TCP in an inet family (the test-run's dummy socket
@@ -263,6 +269,11 @@ def sock_facts_at(vm: Vm, addr: int) -> tuple[Region, SockFacts] | None:
         return None
     if region.kind == "sock":
         return region, _view_facts(region.buf)
+    if region.kind == "tcp_sock":  # bpf_tcp_sock's view: the socket it shows
+        from ..progs.sock_ops import sock_view_of_tcp_sock
+
+        view = sock_view_of_tcp_sock(region)
+        return None if view is None else (view, _view_facts(view.buf))
     if region.kind == "kernel":
         facts = _object_facts(region)
         return None if facts is None else (region, facts)
@@ -290,12 +301,14 @@ _TCP_SOCK_FIELDS = ("snd_cwnd", "srtt_us", "mss_cache")
 
 def _view_object(rt: Runtime, view: Region, facts: SockFacts) -> Any:
     """The kernel object of the socket ``view`` shows (made once per view, for as
-    long as the view is mapped)."""
+    long as the running program runs)."""
     from ..btf import BtfKind
     from ..kernel_btf import KernelObject, kernel_btf
 
     obj = _VIEW_OBJECTS.get(view)
-    if obj is not None:
+    # a view mapped for longer than a run (an InetSocket's) outlives the object
+    # an earlier run got: that one is unmapped, make another
+    if obj is not None and rt.memory.region_at(obj.addr) is obj.region:
         return obj
     struct = _most_specific_struct(facts)
     obj = KernelObject(rt, struct)

@@ -1,13 +1,16 @@
-"""Socket options from sock_ops programs: ``bpf_setsockopt``, ``bpf_getsockopt``
-and ``bpf_sock_ops_cb_flags_set``.
+"""Socket options from sock_ops and sock_addr programs: ``bpf_setsockopt``,
+``bpf_getsockopt`` and ``bpf_sock_ops_cb_flags_set``.
 
 The kernel lets a BPF program set a fixed list of options (net/core/filter.c
 ``sol_socket_sockopt``, ``sol_tcp_sockopt``, ``sol_ip_sockopt``,
 ``sol_ipv6_sockopt``), each with the length and value checks of the socket
 layer (``sk_setsockopt``, ``do_tcp_setsockopt``). :data:`SOCKOPTS` is that
 list as data: for each (level, optname) the value check and what a get
-reports. Values are kept on the :class:`~pyebpf.progs.sock_ops.TcpSock`
-(``sockopts``), so a test reads back what its program configured.
+reports. Values are kept on the socket model (``sockopts`` of a
+:class:`~pyebpf.progs.sock_ops.TcpSock` or a UDP :class:`~pyebpf.progs.skb.Sock`),
+so a test reads back what its program configured. A sock_addr hook's options
+are those of the socket its run stands for (the ``sk`` it was given:
+``InetSocket.sk_addr``).
 
 Where the kernel derives a stored value (SO_SNDBUF/SO_RCVBUF are doubled and
 clamped to the sysctl maximum; TCP_NODELAY reads back as 0 or 1) the same
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ..errors import BpfFault
 from ..uapi import ProgType
 from . import register_helper
 from ._util import M32, check_writable, ctx_object, neg
@@ -50,6 +54,8 @@ BPF_SOCK_OPS_ALL_CB_FLAGS = 0x7F
 TCP_CONGESTION_ALGORITHMS = ("cubic", "reno")
 TCP_CA_NAME_MAX = 16
 TCP_CONGESTION = 13
+#: The states of the mini-sockets that aren't full sockets (sk_fullsock).
+TCP_TIME_WAIT, TCP_NEW_SYN_RECV = 6, 12
 
 
 def _s32(v: int) -> int:
@@ -123,6 +129,26 @@ def _sock_ops(vm: Vm, ctx: int) -> SockOpsKern:
     return ctx_object(vm, ctx, SockOpsKern, "bpf_sock_ops")
 
 
+def _ctx_sock(vm: Vm, ctx: int) -> tuple[TcpSock, bool]:
+    """The socket a bpf_{set,get}sockopt call acts on and whether it may: a
+    sock_ops ctx's socket (only in the callbacks that hold its lock), or the
+    socket behind a sock_addr ctx's ``sk`` (bpf_sock_addr_{set,get}sockopt:
+    every sock_addr hook runs with its socket, locked where it must be)."""
+    from ..progs.sock_ops import SockOpsKern
+    from .skc import noted_sock, sock_facts_at
+
+    obj = ctx_object(vm, ctx, object, "bpf_sock_ops or bpf_sock_addr")
+    if isinstance(obj, SockOpsKern):
+        return obj.sock, _locked(obj)
+    addr = int(getattr(obj, "sk", 0))
+    found = sock_facts_at(vm, addr) if addr else None
+    sock = noted_sock(found[0]) if found is not None else None
+    if sock is None:
+        raise BpfFault(f"bpf_sock_addr ctx {ctx:#x} has no socket behind its sk "
+                       f"({addr:#x}): run the hook with sk= a socket's sk_addr", addr=ctx)
+    return sock, True
+
+
 def _locked(kern: SockOpsKern) -> bool:
     from ..progs.sock_ops import BPF_SOCK_OPS_WRITE_HDR_OPT_CB
 
@@ -148,7 +174,11 @@ def _congestion(sk: TcpSock, optval: bytes, optlen: int, getopt: bool) -> tuple[
 
 def sockopt(sk: TcpSock, level: int, optname: int, optval: bytes, optlen: int,
             getopt: bool) -> tuple[int, bytes]:
-    """__bpf_setsockopt / _bpf_getsockopt on ``sk``: (errno or 0, bytes a get returns)."""
+    """__bpf_setsockopt / _bpf_getsockopt on ``sk``: (errno or 0, bytes a get
+    returns). ``sk`` may be any socket model (a UDP progs.skb.Sock): SOL_TCP,
+    whose options touch the TCP state, is refused first to all but TCP."""
+    if sk.state in (TCP_TIME_WAIT, TCP_NEW_SYN_RECV):  # !sk_fullsock
+        return errno.EINVAL, b""
     if level == SOL_TCP and sk.protocol != IPPROTO_TCP:
         return errno.EINVAL, b""
     if (level, optname) == (SOL_TCP, TCP_CONGESTION):
@@ -179,26 +209,32 @@ _GET = Proto(RetType.RET_INTEGER, (A.ARG_PTR_TO_CTX, A.ARG_ANYTHING, A.ARG_ANYTH
                                    A.ARG_PTR_TO_UNINIT_MEM, A.ARG_CONST_SIZE))
 
 
-@register_helper(49, "setsockopt", _SET, prog_types={ProgType.SOCK_OPS})
+#: bpf_sock_ops_{set,get}sockopt_proto and bpf_sock_addr_{set,get}sockopt_proto
+#: (the same prototypes; sock_addr_func_proto offers them to every sock_addr
+#: attach type of 6.18: bind, connect, sendmsg, recvmsg, getpeername, getsockname).
+_SOCKOPT_TYPES = {ProgType.SOCK_OPS, ProgType.CGROUP_SOCK_ADDR}
+
+
+@register_helper(49, "setsockopt", _SET, prog_types=_SOCKOPT_TYPES)
 def setsockopt(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
-    kern = _sock_ops(vm, r1)
+    sock, locked = _ctx_sock(vm, r1)
     optlen = _s32(r5)
-    if not _locked(kern):
+    if not locked:
         return neg(errno.EOPNOTSUPP)
     optval = vm.memory.read(r4, optlen) if optlen > 0 else b""
-    err, _ = sockopt(kern.sock, _s32(r2), _s32(r3), optval, optlen, getopt=False)
+    err, _ = sockopt(sock, _s32(r2), _s32(r3), optval, optlen, getopt=False)
     return neg(err) if err else 0
 
 
-@register_helper(57, "getsockopt", _GET, prog_types={ProgType.SOCK_OPS})
+@register_helper(57, "getsockopt", _GET, prog_types=_SOCKOPT_TYPES)
 def getsockopt(vm: Vm, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """Read an option into ``optval``; on error ``optval`` is zeroed."""
-    kern = _sock_ops(vm, r1)
+    sock, locked = _ctx_sock(vm, r1)
     optlen = _s32(r5)
     check_writable(vm.memory, r4, max(optlen, 0))
-    if not _locked(kern):
+    if not locked:
         return neg(errno.EOPNOTSUPP)
-    err, out = sockopt(kern.sock, _s32(r2), _s32(r3), b"", optlen, getopt=True)
+    err, out = sockopt(sock, _s32(r2), _s32(r3), b"", optlen, getopt=True)
     vm.memory.write(r4, out.ljust(max(optlen, 0), b"\0")[:max(optlen, 0)])
     return neg(err) if err else 0
 

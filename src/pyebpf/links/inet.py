@@ -258,8 +258,11 @@ class InetSocket(Socket):
         """Where the socket's ``struct bpf_sock`` view is mapped (what a sockmap
         lookup or ``sk_msg_md->sk`` yields), mapped on first use."""
         if self._sk_region is None:
+            from ..helpers.skc import note_sock_view
+
             self._sk_region = self.runtime.memory.map(bytearray(self.sock.bpf_sock()),
                                                       kind="sock", name="sk", perms=Perm.R)
+            note_sock_view(self._sk_region, self.sock)  # bpf_tcp_sock's fields, the casts'
         return self._sk_region.base
 
     def _refresh(self) -> None:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..errors import BpfError
+from ..memory import PAGE_SHIFT, AddressSpace
 from ..uapi import ProgType
 from . import ProgTypeOps, register_prog_type
 from .access import layout
-from .skb import SK_BUFF_SIZE, SkbCtxDevice, _layout, skb_is_valid_access
+from .skb import SK_BUFF_SIZE, SkbCtxDevice, SkBuff, _layout, skb_is_valid_access
 from .testrun import (
     ETH_HLEN,
     PAGE_SIZE,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from ..prog import BpfProg, TestRunResult
     from ..runtime import Runtime
 
-__all__ = ["BPF_FLOW_KEYS", "FlowDissector", "bpf_flow_dissect"]
+__all__ = ["BPF_FLOW_KEYS", "FlowDissector", "bpf_flow_dissect", "flow_dissector_from_ctx"]
 
 #: struct bpf_flow_keys (56 bytes).
 BPF_FLOW_KEYS = layout("bpf_flow_keys", [
@@ -66,13 +67,26 @@ class FlowDissector:
     cb_data_end: int
     flow_keys: int
     cb_data_meta: int = 0
+    #: The sk_buff being dissected (__skb_flow_dissect's ctx.skb), which
+    #: bpf_flow_dissector_load_bytes reads at offsets from its data; None when
+    #: only bytes are dissected (a test run, eth_get_headlen).
+    skb: SkBuff | None = None
+
+
+def flow_dissector_from_ctx(memory: AddressSpace, addr: int) -> FlowDissector | None:
+    """The FlowDissector behind a ctx pointer a helper got, or None."""
+    entry = memory.devices.get((addr & ((1 << 64) - 1)) >> PAGE_SHIFT)
+    obj = getattr(entry[2], "obj", None) if entry is not None else None
+    return obj if isinstance(obj, FlowDissector) else None
 
 
 def bpf_flow_dissect(rt: Runtime, prog: BpfProg, packet: bytes, *, proto: int,
-                     nhoff: int, flags: int = 0) -> tuple[int, bytes]:
+                     nhoff: int, flags: int = 0,
+                     skb: SkBuff | None = None) -> tuple[int, bytes]:
     """Run a flow dissector on ``packet`` (bytes from the start of the frame; the
     network header at ``nhoff``, ``proto`` the __be16 EtherType as it lies in
-    memory). Returns (r0, the struct bpf_flow_keys bytes)."""
+    memory). ``skb``, when the packet is one's linear data, is what
+    bpf_skb_load_bytes reads. Returns (r0, the struct bpf_flow_keys bytes)."""
     hlen = len(packet)
     keys = bytearray(FLOW_KEYS_SIZE)
     _NHOFF.pack_into(keys, 0, nhoff)
@@ -82,7 +96,7 @@ def bpf_flow_dissect(rt: Runtime, prog: BpfProg, packet: bytes, *, proto: int,
     data_region = rt.memory.map(bytearray(packet), kind="packet", name="flow_dissector")
     keys_region = rt.memory.map(keys, kind="flow_keys", name="bpf_flow_keys")
     ctx = FlowDissector(data=data_region.base, cb_data_end=data_region.base + hlen,
-                        flow_keys=keys_region.base)
+                        flow_keys=keys_region.base, skb=skb)
     device = SkbCtxDevice(_layout(ProgType.FLOW_DISSECTOR), ctx, ProgType.FLOW_DISSECTOR)
     ctx_region = rt.memory.map_device(device, SK_BUFF_SIZE, kind="ctx", name="__sk_buff")
     try:

@@ -413,6 +413,9 @@ class Sock:
     #: sock_gen_cookie hands out on first use (0: none yet).
     uid: int = 0
     cookie: int = 0
+    #: (level, optname) -> value, for every option a program's bpf_setsockopt
+    #: (or a test) set (pyebpf.helpers.sockopt).
+    sockopts: dict[tuple[int, int], int | bytes] = attrs.Factory(dict)
 
     def bpf_sock(self) -> bytes:
         """The socket as ``struct bpf_sock`` (bpf_sock_convert_ctx_access's view)."""

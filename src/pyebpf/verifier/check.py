@@ -45,7 +45,14 @@ from .iters import iter_active_depths_differ, iter_loop_converged
 from .kfuncs import add_kfunc_calls, fixup_kfunc_calls, kfunc_call_name
 from .liveness import StackLiveness, clean_verifier_state, compute_live_registers
 from .log import VerifierAbort
-from .mem import check_atomic, check_ld_abs, check_load, check_store_imm, check_store_reg
+from .mem import (
+    check_atomic,
+    check_ctx_conversions,
+    check_ld_abs,
+    check_load,
+    check_store_imm,
+    check_store_reg,
+)
 from .precision import mark_all_scalars_imprecise, propagate_precision
 from .prune import states_equal
 from .state import (
@@ -188,6 +195,7 @@ class Verifier:
             self.do_check_main()
             do_check_subprogs(self)
             check_max_stack_depth(self)
+            check_ctx_conversions(self)
             fixup_kfunc_calls(self)
             check_tail_call_map_ptrs(self)
         finally:

@@ -706,6 +706,22 @@ _TCP_SOCK_END = 112
 _TCP_SOCK_U64 = (80, 88)
 
 
+#: ... whose upper halves bpf_tcp_sock_is_valid_access lets a u32 load read (its
+#: default case) but bpf_tcp_sock_convert_ctx_access has no rewrite for.
+_TCP_SOCK_UNCONVERTED = (84, 92)
+
+
+def check_ctx_conversions(v: Verifier) -> None:
+    """convert_ctx_accesses' failure on a verified load it can't rewrite: a u32
+    load of the upper half of bpf_tcp_sock's bytes_received or bytes_acked (the
+    pointer's offset is always 0: no arithmetic on a PTR_TO_TCP_SOCK)."""
+    for idx in sorted(v.aux_ptr_type):
+        insn = v.insns[idx]
+        if base_type(v.aux_ptr_type[idx]) == RegType.PTR_TO_TCP_SOCK \
+                and insn.code & 0x07 == 0x01 and insn.off in _TCP_SOCK_UNCONVERTED:
+            v.fail(errno.EFAULT, "verifier bug: error during ctx access conversion (0)")
+
+
 def _sock_access_ok(t: int, off: int, size: int) -> bool:
     """bpf_{sock_common,sock,tcp_sock,xdp_sock}_is_valid_access."""
     from ..progs.sock import BPF_SOCK, bpf_sock_is_valid_access
