@@ -52,6 +52,14 @@ __all__ = [
     "check_record",
 ]
 
+
+def _union_alias(field: str) -> Any:
+    """Another name of ``field``: union bpf_attr members sharing its bytes
+    (``map_fd`` is ``prog_fd`` in LINK_CREATE, ``target_ifindex`` is ``target_fd``...)."""
+    return property(lambda self: getattr(self, field),
+                    doc=f"The same bytes as ``{field}`` (a member of the same union).")
+
+
 #: sizeof(union bpf_attr) on Linux 6.18 (x86-64): PROG_LOAD's signature fields end at 168
 #: (measured: a non-zero byte at offset 164 is EINVAL, at 168 E2BIG).
 ATTR_UNION_SIZE = 168
@@ -186,9 +194,7 @@ class GetIdAttr:
         Cmd.LINK_GET_FD_BY_ID,
     )
 
-    @property
-    def id(self) -> int:
-        return self.start_id
+    id = _union_alias("start_id")
 
 
 @attrs.frozen(kw_only=True)
@@ -591,17 +597,9 @@ class LinkCreateAttr:
 
     CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.LINK_CREATE,)
 
-    @property
-    def map_fd(self) -> int:
-        return self.prog_fd
-
-    @property
-    def target_ifindex(self) -> int:
-        return self.target_fd
-
-    @property
-    def relative_id(self) -> int:
-        return self.relative_fd
+    map_fd = _union_alias("prog_fd")
+    target_ifindex = _union_alias("target_fd")
+    relative_id = _union_alias("relative_fd")
 
 
 @attrs.frozen(kw_only=True)
@@ -616,13 +614,8 @@ class LinkUpdateAttr:
 
     CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.LINK_UPDATE,)
 
-    @property
-    def new_map_fd(self) -> int:
-        return self.new_prog_fd
-
-    @property
-    def old_map_fd(self) -> int:
-        return self.old_prog_fd
+    new_map_fd = _union_alias("new_prog_fd")
+    old_map_fd = _union_alias("old_prog_fd")
 
 
 @attrs.frozen(kw_only=True)
@@ -650,13 +643,8 @@ class ProgAttachAttr:
 
     CMDS: ClassVar[tuple[Cmd, ...]] = (Cmd.PROG_ATTACH, Cmd.PROG_DETACH)
 
-    @property
-    def target_ifindex(self) -> int:
-        return self.target_fd
-
-    @property
-    def relative_id(self) -> int:
-        return self.relative_fd
+    target_ifindex = _union_alias("target_fd")
+    relative_id = _union_alias("relative_fd")
 
 
 @attrs.frozen(kw_only=True)

@@ -64,3 +64,28 @@ def writer(bytes_per_object: int, *, retval: int = 0, chunk: int = 256) -> list[
         I(0xB7, 0, 0, 0, retval), I(0x95, 0, 0, 0, 0),    # out:
     ]
     return body
+
+
+def kernel_read_map_iter(prog_fd: int, map_fd: int, keep: list[int]) -> bytes:
+    """On the real kernel: link an iterator program to ``map_fd`` (LINK_CREATE with
+    a ``bpf_iter_link_info``), open the iterator (ITER_CREATE) and read it to the
+    end. The link and iterator fds go into ``keep`` for the caller to close."""
+    import ctypes
+    import os
+
+    from pyebpf.testing.kernel import _syscall
+
+    info = ctypes.create_string_buffer(struct.pack("<I", map_fd), 4)
+    attr = ctypes.create_string_buffer(struct.pack(
+        "<IIIIQI", prog_fd, 0, TRACE_ITER, 0, ctypes.addressof(info), 4), 64)
+    lfd, err = _syscall(Cmd.LINK_CREATE, attr, 64)
+    assert lfd >= 0, os.strerror(err)
+    keep.append(lfd)
+    attr = ctypes.create_string_buffer(struct.pack("<II", lfd, 0), 8)
+    ifd, err = _syscall(Cmd.ITER_CREATE, attr, 8)
+    assert ifd >= 0, os.strerror(err)
+    keep.append(ifd)
+    text = b""
+    while chunk := os.read(ifd, 4096):
+        text += chunk
+    return text

@@ -4,7 +4,6 @@ on pyebpf, and the same bytes read from the real kernel."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 from collections.abc import Callable
@@ -18,17 +17,16 @@ from pyebpf.attr import MapCreateAttr, MapElemAttr
 from pyebpf.btf import BtfKind
 from pyebpf.elf import load_spec
 from pyebpf.kernel_btf import kernel_btf
-from pyebpf.testing.kernel import _syscall, kernel_available, kernel_bpf, kernel_close
+from pyebpf.testing.kernel import kernel_available, kernel_bpf, kernel_close
 from pyebpf.uapi import AttachType, Cmd, MapType
 
-from ._iter import link, open_iter
+from ._iter import kernel_read_map_iter, link, open_iter
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "iter_btf_show.o"
 #: key -> (pkts_acked, rtt_us, in_flight); the key's low 4 bits are the BTF_F_* flags.
 SAMPLES = {0: (1, -2, 3), 1: (1, -2, 3), 2: (0, 5, 0), 3: (7, 0, 0), 8: (0, 0, 0),
            9: (0, 0, 0), 11: (4, 4, 4), 16: (0, 0, 0), 17: (2, 0, 9)}
 MAX = 20
-LINK_CREATE, ITER_CREATE = 28, 33
 
 
 def _fill(update: Callable[[int, Any], Any], mfd: int) -> None:
@@ -86,19 +84,7 @@ def test_iterator_text_matches_kernel() -> None:
                                      expected_attach_type=AttachType.TRACE_ITER,
                                      attach_btf_id=target.id, keep=fds)
         assert r.accepted, r.log
-        info = ctypes.create_string_buffer(struct.pack("<I", mfd), 4)
-        attr = ctypes.create_string_buffer(struct.pack(
-            "<IIIIQI", fds[0], 0, AttachType.TRACE_ITER, 0, ctypes.addressof(info), 4), 64)
-        lfd, err = _syscall(LINK_CREATE, attr, 64)
-        assert lfd >= 0, os.strerror(err)
-        fds.append(lfd)
-        attr = ctypes.create_string_buffer(struct.pack("<II", lfd, 0), 8)
-        ifd, err = _syscall(ITER_CREATE, attr, 8)
-        assert ifd >= 0, os.strerror(err)
-        fds.append(ifd)
-        text = b""
-        while chunk := os.read(ifd, 4096):
-            text += chunk
+        text = kernel_read_map_iter(fds[0], mfd, fds)
     finally:
         for fd in fds:
             os.close(fd)

@@ -3,7 +3,6 @@ same bytes read, same values written back."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 
@@ -15,14 +14,13 @@ from pyebpf.attr import MapCreateAttr, MapElemAttr
 from pyebpf.btf import BtfKind
 from pyebpf.elf import load_spec
 from pyebpf.kernel_btf import kernel_btf
-from pyebpf.testing.kernel import _syscall, kernel_bpf, kernel_close
+from pyebpf.testing.kernel import kernel_bpf, kernel_close
 from pyebpf.uapi import AttachType, Cmd, MapType
 
-from ._iter import EXAMPLE, link, open_iter
+from ._iter import EXAMPLE, kernel_read_map_iter, link, open_iter
 
 pytestmark = pytest.mark.kernel
 
-LINK_CREATE, ITER_CREATE = 28, 33
 ITEMS = {0: 5, 1: 6, 3: 1 << 40, 6: 7}
 
 
@@ -70,19 +68,7 @@ def _kernel_side(map_type: int) -> tuple[bytes, list[bytes]]:
                                      expected_attach_type=AttachType.TRACE_ITER,
                                      attach_btf_id=target.id, keep=fds)
         assert r.accepted, r.log
-        info = ctypes.create_string_buffer(struct.pack("<I", mfd), 4)
-        attr = ctypes.create_string_buffer(struct.pack(
-            "<IIIIQI", fds[0], 0, AttachType.TRACE_ITER, 0, ctypes.addressof(info), 4), 64)
-        lfd, err = _syscall(LINK_CREATE, attr, 64)
-        assert lfd >= 0, os.strerror(err)
-        fds.append(lfd)
-        attr = ctypes.create_string_buffer(struct.pack("<II", lfd, 0), 8)
-        ifd, err = _syscall(ITER_CREATE, attr, 8)
-        assert ifd >= 0, os.strerror(err)
-        fds.append(ifd)
-        text = b""
-        while chunk := os.read(ifd, 4096):
-            text += chunk
+        text = kernel_read_map_iter(fds[0], mfd, fds)
         values = [kernel_bpf(Cmd.MAP_LOOKUP_ELEM, MapElemAttr(map_fd=mfd,
                                                               key=struct.pack("<I", k)))
                   for k in sorted(ITEMS)]

@@ -142,3 +142,47 @@ class MapPair:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def kernel_cgroup_run(tag: str, prog_fd: int, attach_type: int,
+                      work: Callable[[], None]) -> None:
+    """Attach ``prog_fd`` to a fresh cgroup v2 directory and run ``work`` in a
+    forked child that joins it (and leaves it again, so the directory can go);
+    the child must succeed. Skips where there is no cgroup v2 hierarchy."""
+    import os
+
+    import pytest
+
+    from pyebpf.attr import ProgAttachAttr
+    from pyebpf.uapi import AttachFlags
+
+    root = next((r for r in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                 if os.path.isfile(os.path.join(r, "cgroup.procs"))), None)
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy")
+    path = os.path.join(root, f"pyebpf_{tag}_{os.getpid()}")
+    os.mkdir(path)
+    cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        kernel_bpf(Cmd.PROG_ATTACH, ProgAttachAttr(
+            target_fd=cg, attach_bpf_fd=prog_fd, attach_type=attach_type,
+            attach_flags=AttachFlags.ALLOW_MULTI))
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 0
+            try:
+                with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+                work()
+                with open(os.path.join(root, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        kernel_bpf(Cmd.PROG_DETACH, ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog_fd,
+                                                   attach_type=attach_type))
+    finally:
+        os.close(cg)
+        os.rmdir(path)

@@ -111,57 +111,31 @@ def test_hdr_opt_helpers_offered_alike(pair: tuple[PyBackend, KernelBackend], fu
 def _kernel_tcp_record() -> tuple[int, int, bytes, int, int]:
     """Attach the program to a fresh cgroup; a child of that cgroup opens a loopback
     TCP connection, sends data both ways and closes; the map's record."""
-    import os
     import socket
 
     from helpers import hdr_opt_scenarios as H
-    from pyebpf.attr import ProgAttachAttr
-    from pyebpf.testing.kernel import kernel_bpf
-    from pyebpf.uapi import AttachFlags, Cmd
 
-    root = next((r for r in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-                 if os.path.isfile(os.path.join(r, "cgroup.procs"))), None)
-    if root is None:
-        pytest.skip("no cgroup v2 hierarchy")
+    from .harness import kernel_cgroup_run
+
+    def connect_and_talk() -> None:
+        with socket.socket() as srv:
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(1)
+            with socket.create_connection(srv.getsockname()) as cli:
+                conn, _ = srv.accept()
+                with conn:
+                    cli.sendall(b"ping")
+                    conn.recv(4)
+                    conn.sendall(b"pong")
+                    cli.recv(4)
+
     k = KernelBackend()
-    path = os.path.join(root, f"pyebpf_hdr_opt_{os.getpid()}")
-    os.mkdir(path)
-    cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         m = k.map_create(MapType.ARRAY, 4, 8 * H.SLOTS, 1)
         prog = k.load(H.hdr_opt_prog(m), P.SOCK_OPS, expected_attach_type=A.CGROUP_SOCK_OPS)
-        kernel_bpf(Cmd.PROG_ATTACH, ProgAttachAttr(
-            target_fd=cg, attach_bpf_fd=prog, attach_type=A.CGROUP_SOCK_OPS,
-            attach_flags=AttachFlags.ALLOW_MULTI))
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 0
-            try:
-                with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-                with socket.socket() as srv:
-                    srv.bind(("127.0.0.1", 0))
-                    srv.listen(1)
-                    with socket.create_connection(srv.getsockname()) as cli:
-                        conn, _ = srv.accept()
-                        with conn:
-                            cli.sendall(b"ping")
-                            conn.recv(4)
-                            conn.sendall(b"pong")
-                            cli.recv(4)
-                with open(os.path.join(root, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except BaseException:
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        kernel_bpf(Cmd.PROG_DETACH, ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog,
-                                                   attach_type=A.CGROUP_SOCK_OPS))
+        kernel_cgroup_run("hdr_opt", prog, A.CGROUP_SOCK_OPS, connect_and_talk)
         return H.record(k.lookup(m, bytes(4), 8 * H.SLOTS))
     finally:
-        os.close(cg)
-        os.rmdir(path)
         k.close()
 
 

@@ -28,9 +28,9 @@ from helpers._build import (
 from pyebpf import BpfError, MapType
 from pyebpf.attr import ProgAttachAttr
 from pyebpf.progs.sock import BPF_SOCK_ADDR
-from pyebpf.uapi import AttachFlags, AttachType, Cmd, ProgType
+from pyebpf.uapi import AttachType, Cmd, ProgType
 
-from .harness import STEPS
+from .harness import STEPS, kernel_cgroup_run
 
 pytestmark = pytest.mark.kernel
 
@@ -122,55 +122,30 @@ def _records(lookup: object) -> list[int]:
 def _kernel_log() -> tuple[list[int], list[int]]:
     """The log of a TCP and a UDP connect() from a child of a fresh cgroup, and the
     marks the two sockets ended with."""
-    from pyebpf.testing.kernel import kernel_bpf
-
-    root = next((r for r in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-                 if os.path.isfile(os.path.join(r, "cgroup.procs"))), None)
-    if root is None:
-        pytest.skip("no cgroup v2 hierarchy")
-    k = KernelBackend()
-    path = os.path.join(root, f"pyebpf_sa_sockopt_{os.getpid()}")
-    os.mkdir(path)
-    cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     rd, wr = os.pipe()
+
+    def connect_both() -> None:
+        marks = []
+        with socket.socket() as srv:
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(1)
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.connect(srv.getsockname())
+                    marks.append(s.getsockopt(socket.SOL_SOCKET, SO_MARK))
+        os.write(wr, bytes(marks))
+
+    k = KernelBackend()
     try:
         log = k.map_create(MapType.ARRAY, 4, 8, SLOTS)
         prog = k.load(connect4_prog(log), ProgType.CGROUP_SOCK_ADDR,
                       expected_attach_type=A.CGROUP_INET4_CONNECT)
-        kernel_bpf(Cmd.PROG_ATTACH, ProgAttachAttr(
-            target_fd=cg, attach_bpf_fd=prog, attach_type=A.CGROUP_INET4_CONNECT,
-            attach_flags=AttachFlags.ALLOW_MULTI))
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 0
-            try:
-                with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-                marks = []
-                with socket.socket() as srv:
-                    srv.bind(("127.0.0.1", 0))
-                    srv.listen(1)
-                    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                        with socket.socket(socket.AF_INET, kind) as s:
-                            s.connect(srv.getsockname())
-                            marks.append(s.getsockopt(socket.SOL_SOCKET, SO_MARK))
-                os.write(wr, bytes(marks))
-                with open(os.path.join(root, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except BaseException:
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        kernel_cgroup_run("sa_sockopt", prog, A.CGROUP_INET4_CONNECT, connect_both)
         marks = list(os.read(rd, 16))
-        kernel_bpf(Cmd.PROG_DETACH, ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog,
-                                                   attach_type=A.CGROUP_INET4_CONNECT))
         return _records(lambda key: k.lookup(log, key, 8)), marks
     finally:
         os.close(rd)
         os.close(wr)
-        os.close(cg)
-        os.rmdir(path)
         k.close()
 
 

@@ -6,7 +6,6 @@ bpf_tcp_sock of the tcp_sock gives it back."""
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -31,9 +30,9 @@ from pyebpf import MapType
 from pyebpf.attr import ProgAttachAttr
 from pyebpf.progs.sock import BPF_SOCK_OPS
 from pyebpf.progs.sock_ops import BPF_TCP_SOCK
-from pyebpf.uapi import AttachFlags, AttachType, Cmd, ProgType
+from pyebpf.uapi import AttachType, Cmd, ProgType
 
-from .harness import STEPS
+from .harness import STEPS, kernel_cgroup_run
 
 pytestmark = pytest.mark.kernel
 
@@ -91,49 +90,23 @@ def _records(lookup: object) -> list[int]:
 
 def _kernel_log() -> list[int]:
     """Attach to a fresh cgroup; a child of it connects over loopback and exits."""
-    from pyebpf.testing.kernel import kernel_bpf
 
-    root = next((r for r in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-                 if os.path.isfile(os.path.join(r, "cgroup.procs"))), None)
-    if root is None:
-        pytest.skip("no cgroup v2 hierarchy")
+    def connect() -> None:
+        with socket.socket() as srv:
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(1)
+            with socket.create_connection(srv.getsockname()):
+                conn, _ = srv.accept()
+                conn.close()
+
     k = KernelBackend()
-    path = os.path.join(root, f"pyebpf_tcp_sock_{os.getpid()}")
-    os.mkdir(path)
-    cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         log = k.map_create(MapType.ARRAY, 4, 8, SLOTS)
         prog = k.load(tcp_sock_log_prog(log), ProgType.SOCK_OPS,
                       expected_attach_type=AttachType.CGROUP_SOCK_OPS)
-        kernel_bpf(Cmd.PROG_ATTACH, ProgAttachAttr(
-            target_fd=cg, attach_bpf_fd=prog, attach_type=AttachType.CGROUP_SOCK_OPS,
-            attach_flags=AttachFlags.ALLOW_MULTI))
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 0
-            try:
-                with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-                with socket.socket() as srv:
-                    srv.bind(("127.0.0.1", 0))
-                    srv.listen(1)
-                    with socket.create_connection(srv.getsockname()) as cli:
-                        conn, _ = srv.accept()
-                        conn.close()
-                        del cli
-                with open(os.path.join(root, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except BaseException:
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        kernel_bpf(Cmd.PROG_DETACH, ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog,
-                                                   attach_type=AttachType.CGROUP_SOCK_OPS))
+        kernel_cgroup_run("tcp_sock", prog, AttachType.CGROUP_SOCK_OPS, connect)
         return _records(lambda key: k.lookup(log, key, 8))
     finally:
-        os.close(cg)
-        os.rmdir(path)
         k.close()
 
 
@@ -224,45 +197,20 @@ def sockopt_log_prog(log: int) -> list[Insn]:
 def _kernel_sockopt_log() -> list[int]:
     """A child of a fresh cgroup calls getsockopt(SO_MARK) on a fresh TCP socket,
     then on a UDP one."""
-    from pyebpf.testing.kernel import kernel_bpf
 
-    root = next((r for r in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-                 if os.path.isfile(os.path.join(r, "cgroup.procs"))), None)
-    if root is None:
-        pytest.skip("no cgroup v2 hierarchy")
+    def getsockopt_both() -> None:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.getsockopt(socket.SOL_SOCKET, 36)  # SO_MARK
+
     k = KernelBackend()
-    path = os.path.join(root, f"pyebpf_tcp_sockopt_{os.getpid()}")
-    os.mkdir(path)
-    cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         log = k.map_create(MapType.ARRAY, 4, 8, SLOTS)
         prog = k.load(sockopt_log_prog(log), ProgType.CGROUP_SOCKOPT,
                       expected_attach_type=AttachType.CGROUP_GETSOCKOPT)
-        kernel_bpf(Cmd.PROG_ATTACH, ProgAttachAttr(
-            target_fd=cg, attach_bpf_fd=prog, attach_type=AttachType.CGROUP_GETSOCKOPT,
-            attach_flags=AttachFlags.ALLOW_MULTI))
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 0
-            try:
-                with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.getsockopt(socket.SOL_SOCKET, 36)  # SO_MARK
-                with open(os.path.join(root, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except BaseException:
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        kernel_bpf(Cmd.PROG_DETACH, ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog,
-                                                   attach_type=AttachType.CGROUP_GETSOCKOPT))
+        kernel_cgroup_run("tcp_sockopt", prog, AttachType.CGROUP_GETSOCKOPT, getsockopt_both)
         return _records(lambda key: k.lookup(log, key, 8))
     finally:
-        os.close(cg)
-        os.rmdir(path)
         k.close()
 
 
